@@ -1,0 +1,28 @@
+"""tf_resnet9: David Page's ResNet9 CIFAR-10 speed-run recipe in Keras.
+
+The public API is imported on first use, so that `import tf_resnet9` (and the CLI's --help)
+does not start TensorFlow.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "resnet9": "tf_resnet9.model",
+    "NesterovSGD": "tf_resnet9.optimizer",
+    "PiecewiseLinear": "tf_resnet9.schedule",
+    "load_cifar10": "tf_resnet9.data",
+    "TrainConfig": "tf_resnet9.config",
+    "train_and_evaluate": "tf_resnet9.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tf_resnet9' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

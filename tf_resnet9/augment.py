@@ -1,0 +1,102 @@
+"""The recipe's image ops on batches (B, H, W, C), in `keras.ops`.
+
+Random choices are explicit arguments (`AugmentParams`), one per example, so the same ops
+serve the tf.data pipeline and a compiled step on the accelerator, and tests can pin them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from keras import ops
+
+# Per-channel statistics of the CIFAR-10 training set on the 0..255 scale (RECIPE.md).
+MEAN = (125.31, 122.95, 113.87)
+STD = (62.99, 62.09, 66.70)
+
+PAD = 4  # reflect padding per side: 32x32 -> 40x40
+CROP = 32  # crop size: offsets 0..2*PAD
+CUTOUT = 8  # cutout square size: top-left 0..CROP-CUTOUT, always fully inside
+
+MAX_CROP_OFFSET = 2 * PAD  # 8
+MAX_CUTOUT_OFFSET = CROP - CUTOUT  # 24
+
+
+class AugmentParams(NamedTuple):
+    """One random draw per example, each an int tensor of shape (B,)."""
+
+    crop_y: object
+    crop_x: object
+    flip: object  # 1: mirror left-right
+    cutout_y: object
+    cutout_x: object
+
+
+# randint(shape, low, high) -> int32 tensor uniform in low..high-1, as keras.random.randint.
+RandInt = Callable[[tuple, int, int], object]
+
+
+def draw_params(batch_size: int, randint: RandInt) -> AugmentParams:
+    """Draws the recipe's augmentation for `batch_size` examples with `randint`."""
+    shape = (batch_size,)
+    return AugmentParams(
+        crop_y=randint(shape, 0, MAX_CROP_OFFSET + 1),
+        crop_x=randint(shape, 0, MAX_CROP_OFFSET + 1),
+        flip=randint(shape, 0, 2),
+        cutout_y=randint(shape, 0, MAX_CUTOUT_OFFSET + 1),
+        cutout_x=randint(shape, 0, MAX_CUTOUT_OFFSET + 1),
+    )
+
+
+def normalize(images):
+    """uint8 (or float on the 0..255 scale) -> float32 with zero mean colour, unit std."""
+    images = ops.cast(images, "float32")
+    mean = ops.convert_to_tensor(MEAN, "float32")
+    std = ops.convert_to_tensor(STD, "float32")
+    return (images - mean) / std
+
+
+def reflect_pad(images, pad: int = PAD):
+    """Pads H and W by `pad` mirroring without repeating the edge (numpy mode 'reflect')."""
+    return ops.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="reflect")
+
+
+def crop(images, y0, x0, size: int = CROP):
+    """Crops a size x size window at (y0[b], x0[b]) from each image b."""
+    offsets = ops.arange(size, dtype="int32")
+    rows = ops.cast(y0, "int32")[:, None] + offsets  # (B, size)
+    cols = ops.cast(x0, "int32")[:, None] + offsets
+    images = ops.take_along_axis(images, rows[:, :, None, None], axis=1)  # (B, size, W, C)
+    return ops.take_along_axis(images, cols[:, None, :, None], axis=2)  # (B, size, size, C)
+
+
+def flip_left_right(images, flip):
+    """Mirrors image b left-right where flip[b] is 1."""
+    flip = ops.cast(flip, "bool")[:, None, None, None]
+    return ops.where(flip, ops.flip(images, axis=2), images)
+
+
+def cutout(images, y0, x0, size: int = CUTOUT):
+    """Sets a size x size square with top-left (y0[b], x0[b]) to 0 in each image b."""
+    height, width = images.shape[1], images.shape[2]
+    y0 = ops.cast(y0, "int32")[:, None]
+    x0 = ops.cast(x0, "int32")[:, None]
+    ys = ops.arange(height, dtype="int32")[None, :]  # (1, H)
+    xs = ops.arange(width, dtype="int32")[None, :]
+    in_rows = (ys >= y0) & (ys < y0 + size)  # (B, H)
+    in_cols = (xs >= x0) & (xs < x0 + size)  # (B, W)
+    square = in_rows[:, :, None, None] & in_cols[:, None, :, None]  # (B, H, W, 1)
+    return ops.where(square, ops.zeros((), images.dtype), images)
+
+
+def augment(padded_images, params: AugmentParams):
+    """Recipe augmentation of reflect-padded uint8 images (B, 40, 40, 3) -> float32 (B, 32, 32, 3).
+
+    The recipe normalises, pads, crops, flips, then cuts out. Normalising is per pixel, so
+    doing it after the crop and flip gives identical values on 40/32 squared fewer pixels;
+    cutout comes after normalising, so its zeros are the mean colour.
+    """
+    images = crop(padded_images, params.crop_y, params.crop_x)
+    images = flip_left_right(images, params.flip)
+    return cutout(normalize(images), params.cutout_y, params.cutout_x)

@@ -1,0 +1,62 @@
+"""What the Keras backend runs on: accelerator name, a precision that suits it."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """The device training runs on.
+
+    Attributes:
+        kind: "gpu" or "cpu".
+        name: e.g. "NVIDIA H100 80GB HBM3", or the CPU's description.
+        compute_capability: (major, minor) for an NVIDIA GPU, else None.
+    """
+
+    kind: str
+    name: str
+    compute_capability: tuple[int, int] | None = None
+
+    @property
+    def supports_bfloat16(self) -> bool:
+        # Ampere (8.0) and newer have bf16 tensor cores.
+        return self.compute_capability is not None and self.compute_capability >= (8, 0)
+
+
+def current_device() -> Device:
+    """The first accelerator visible to the Keras backend, else the CPU."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return Device("gpu", details.get("device_name", gpus[0].name),
+                          details.get("compute_capability"))
+    elif backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "gpu":
+            capability = getattr(device, "compute_capability", None)
+            if capability is not None:
+                capability = tuple(int(part) for part in str(capability).split(".")[:2])
+            return Device("gpu", device.device_kind, capability)
+    return Device("cpu", platform.processor() or platform.machine())
+
+
+def default_precision(device: Device) -> str:
+    """bf16 mixed precision where the GPU has it, fp16 on older GPUs, float32 on the CPU.
+
+    bf16 needs no loss scaling; fp16 gets a dynamic loss scale (Keras adds it). On the CPU,
+    reduced precision is slower, not faster, in most builds.
+    """
+    if device.kind != "gpu":
+        return "float32"
+    return "mixed_bfloat16" if device.supports_bfloat16 else "mixed_float16"

@@ -1,0 +1,79 @@
+"""The recipe's optimizer: Nesterov SGD with coupled L2 weight decay."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class NesterovSGD(keras.optimizers.Optimizer):
+    """Nesterov SGD whose weight decay is an L2 term inside the momentum.
+
+    For every trainable weight w, each step (v starts at 0):
+
+        g = grad(mean loss) + weight_decay * w
+        d = -lr * g
+        v = momentum * v + d
+        w = w + d + momentum * v
+
+    This differs from `keras.optimizers.SGD(weight_decay=...)`, whose decay is decoupled
+    (applied to w directly, never entering v), and from `torch.optim.SGD(nesterov=True)`,
+    which keeps lr outside v (equal only while lr is constant; the recipe changes it every
+    step).
+
+    Args:
+        learning_rate: Float or a `keras.optimizers.schedules.LearningRateSchedule`.
+        momentum: Nesterov momentum in [0, 1).
+        weight_decay: L2 coefficient added to the gradient (mean-loss units).
+        name: Optimizer name.
+        **kwargs: Passed to `keras.optimizers.Optimizer` (e.g. gradient clipping).
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        name: str = "nesterov_sgd",
+        **kwargs,
+    ):
+        # Keras' own `weight_decay` is decoupled; ours must not reach the base class.
+        super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum={momentum!r} is invalid: expected a number in [0, 1).")
+        if weight_decay is None or weight_decay < 0:
+            raise ValueError(f"weight_decay={weight_decay!r} is invalid: expected a number >= 0.")
+        self.momentum = momentum
+        self.l2 = weight_decay
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = self.add_optimizer_variables(variables, "velocity")
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        momentum = ops.cast(self.momentum, variable.dtype)
+        l2 = ops.cast(self.l2, variable.dtype)
+        velocity = self.velocities[self._get_variable_index(variable)]
+        step = ops.multiply(-lr, ops.cast(gradient, variable.dtype) + l2 * variable)  # d
+        new_velocity = momentum * velocity + step
+        self.assign(velocity, new_velocity)
+        self.assign_add(variable, step + momentum * new_velocity)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"momentum": self.momentum, "weight_decay": self.l2})
+        return config
+
+
+def to_summed_loss_units(lr: float, weight_decay: float, batch_size: int) -> tuple[float, float]:
+    """The reference's (lr, weight_decay) for a loss summed, not averaged, over the batch.
+
+    cifar10-fast sums the loss, so its gradient is batch_size times ours; it divides the lr
+    by batch_size and multiplies the weight decay by batch_size so that lr * g, and hence
+    every update, is unchanged: lr/B * (B * grad_mean + wd*B * w) = lr * (grad_mean + wd * w).
+    """
+    return lr / batch_size, weight_decay * batch_size
