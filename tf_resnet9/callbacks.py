@@ -93,9 +93,7 @@ class EpochLog(keras.callbacks.Callback):
     """
 
     async_safe = True
-    HEADER = (
-        "epoch        lr  train loss  train acc  test loss  test acc  epoch s  total s"
-    )
+    HEADER = "epoch        lr  train loss  train acc  test loss  test acc  epoch s  total s"
 
     def __init__(
         self,

@@ -37,8 +37,9 @@ def current_device() -> Device:
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             details = tf.config.experimental.get_device_details(gpus[0])
-            return Device("gpu", details.get("device_name", gpus[0].name),
-                          details.get("compute_capability"))
+            return Device(
+                "gpu", details.get("device_name", gpus[0].name), details.get("compute_capability")
+            )
     elif backend == "jax":
         import jax
 
