@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 
 import keras
@@ -49,7 +50,20 @@ def current_device() -> Device:
             if capability is not None:
                 capability = tuple(int(part) for part in str(capability).split(".")[:2])
             return Device("gpu", device.device_kind, capability)
-    return Device("cpu", platform.processor() or platform.machine())
+    return Device("cpu", _cpu_name())
+
+
+def _cpu_name() -> str:
+    """e.g. "AMD EPYC, 2 cores" (Linux reports the model in /proc/cpuinfo)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def default_precision(device: Device) -> str:
