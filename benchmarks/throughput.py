@@ -1,64 +1,85 @@
-r"""Steady-state throughput: the compiled training step, and the tf.data input pipeline.
+r"""Steady-state throughput of the compiled training steps and of the tf.data pipeline.
 
-    python -m benchmarks.throughput --width 1.0 --steps 20 --out benchmarks/results/x.json
+    python -m benchmarks.throughput --width 1.0 --steps 10 --out benchmarks/results/x.json
 
-Training: synthetic batches (one random batch repeated, so the input costs nothing), the
-recipe's model, optimizer and precision; `--warmup_steps` compile and warm up, then `--steps`
-are timed and the device is synchronised before the clock stops. Pipeline: one full epoch
-of the augmented tf.data pipeline over synthetic uint8 images, after a warm-up epoch. Not a
-test: numbers depend on the machine, so the JSON records the device and library versions.
+Training, two ways, each one compiled call of `--steps` steps on synthetic data, timed after
+an identical untimed call (compilation, autotuning) and with the device synchronised before
+the clock stops:
+  - `prepared batches`: images already normalised and augmented (input costs nothing);
+  - `device augmentation`: uint8 images on the device, shuffled batches gathered, cropped,
+    flipped and cut out inside the compiled step, as `--augment device` trains.
+Pipeline (TensorFlow only): epochs of the augmented tf.data pipeline over synthetic uint8
+images, after an untimed epoch; the median is reported. Not a test: the figures depend on
+the machine, so the JSON records the device and the library versions.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib.util
 import time
 
+import keras
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from tf_resnet9 import hardware, pipeline
-from tf_resnet9.callbacks import wait_for_device
+from tf_resnet9 import backends, hardware
 from tf_resnet9.config import PRECISIONS, TrainConfig
+from tf_resnet9.inputs import DeviceInput
 from tf_resnet9.results import library_versions, write_json_atomic
 from tf_resnet9.schedule import PiecewiseLinear
-from tf_resnet9.training import compile_model
+from tf_resnet9.trainer import Trainer
+from tf_resnet9.training import build_trainer
 
 flags.DEFINE_integer("batch_size", 512, "Images per step.")
 flags.DEFINE_float("width", 1.0, "Channel multiplier of ResNet9.")
-flags.DEFINE_integer("steps", 20, "Timed training steps.")
-flags.DEFINE_integer("warmup_steps", 5, "Untimed steps first (compilation, autotuning).")
+flags.DEFINE_integer("steps", 10, "Steps in the timed call.")
 flags.DEFINE_integer("pipeline_images", 50_000, "Images in the pipeline benchmark's epoch.")
 flags.DEFINE_integer("pipeline_epochs", 5, "Timed pipeline epochs (the median is reported).")
 flags.DEFINE_enum("precision", None, PRECISIONS, "Unset: the device's default.")
-flags.DEFINE_boolean("jit", True, "XLA-compile the training step.")
+flags.DEFINE_boolean("jit", True, "XLA-compile the training steps.")
 flags.DEFINE_string("out", None, "JSON path. Unset: benchmarks/results/throughput-<time>.json.")
 FLAGS = flags.FLAGS
 
 
-def training_images_per_s(config: TrainConfig, precision: str, steps: int, warmup: int) -> float:
-    """Images per second of the compiled train step on one repeated synthetic batch."""
-    model = compile_model(config, precision, PiecewiseLinear([0, 5, 24], [0, 0.4, 0], 97))
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(config.batch_size, 32, 32, 3)).astype(np.float32)
-    labels = rng.integers(0, 10, config.batch_size).astype(np.int32)
-    batches = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    model.fit(batches, steps_per_epoch=warmup, epochs=1, shuffle=False, verbose=0)
-    wait_for_device(model)
+def timed_call(trainer: Trainer, step_fn, args) -> float:
+    """Seconds of step_fn(state, *args), called after an identical untimed call."""
+    backends.wait(trainer.run_discarding_updates(step_fn, *args))
     start = time.perf_counter()
-    model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
-    wait_for_device(model)
-    return steps * config.batch_size / (time.perf_counter() - start)
+    backends.wait(step_fn(trainer.initial_state(), *args))
+    return time.perf_counter() - start
+
+
+def training_images_per_s(config: TrainConfig, precision: str, steps: int) -> dict[str, float]:
+    """Images per second of the compiled steps, on prepared batches and augmenting on device."""
+    batch = config.batch_size
+    schedule = PiecewiseLinear([0, 5, 24], [0, 0.4, 0], steps_per_epoch=97)
+    trainer = build_trainer(config, precision, schedule)
+    rng = np.random.default_rng(0)
+    prepared = (
+        keras.ops.convert_to_tensor(rng.normal(size=(steps, batch, 32, 32, 3)).astype("float32")),
+        keras.ops.convert_to_tensor(rng.integers(0, 10, (steps, batch)).astype("int32")),
+    )
+    images = rng.integers(0, 256, (steps * batch, 32, 32, 3), dtype=np.uint8)
+    device_input = DeviceInput(images, images[:, 0, 0, 0] % 10, batch, steps, seed=0)
+    (device_args,) = list(device_input.epoch())
+    return {
+        "prepared_batches": steps * batch / timed_call(trainer, trainer.host_steps, prepared),
+        "device_augmentation": steps
+        * batch
+        / timed_call(trainer, trainer.device_steps, device_args),
+    }
 
 
 def pipeline_images_per_s(count: int, batch_size: int, epochs: int) -> list[float]:
-    """Images per second of each of `epochs` epochs of the augmented training pipeline.
+    """Images per second of each of `epochs` epochs of the augmented tf.data pipeline.
 
     One untimed epoch first (tracing, thread pools, autotuning). Epochs vary (on 2 cores by
     up to 1.5x, with thread scheduling), hence several.
     """
+    from tf_resnet9 import pipeline
+
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     dataset = pipeline.train_dataset(images, rng.integers(0, 10, count), batch_size, seed=0)
@@ -77,16 +98,6 @@ def main(argv):
     device = hardware.current_device()
     precision = FLAGS.precision or hardware.default_precision(device)
     config = TrainConfig(batch_size=FLAGS.batch_size, width=FLAGS.width, jit=FLAGS.jit)
-    train_rate = training_images_per_s(config, precision, FLAGS.steps, FLAGS.warmup_steps)
-    print(f"training step: {train_rate:,.0f} images/s")
-    pipeline_rates = pipeline_images_per_s(
-        FLAGS.pipeline_images, FLAGS.batch_size, FLAGS.pipeline_epochs
-    )
-    pipeline_rate = float(np.median(pipeline_rates))
-    print(
-        f"tf.data pipeline: {pipeline_rate:,.0f} images/s (median of {len(pipeline_rates)} epochs)"
-    )
-    stamp = datetime.datetime.now(datetime.timezone.utc)
     results = {
         "benchmark": "throughput",
         "command": "python -m benchmarks.throughput "
@@ -96,21 +107,26 @@ def main(argv):
                 "batch_size",
                 "width",
                 "steps",
-                "warmup_steps",
                 "pipeline_images",
                 "pipeline_epochs",
                 "jit",
             )
         ),
-        "date_utc": stamp.isoformat(timespec="seconds"),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "precision": precision,
-        "training_images_per_s": train_rate,
-        "pipeline_images_per_s": pipeline_rate,
-        "pipeline_images_per_s_each_epoch": pipeline_rates,
-        "device": dataclasses.asdict(device),
-        "versions": library_versions(),
+        "training_images_per_s": training_images_per_s(config, precision, FLAGS.steps),
     }
-    out = FLAGS.out or f"benchmarks/results/throughput-{stamp:%Y%m%d-%H%M%S}.json"
+    for mode, rate in results["training_images_per_s"].items():
+        print(f"training, {mode.replace('_', ' ')}: {rate:,.0f} images/s")
+    if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorflow"):
+        rates = pipeline_images_per_s(
+            FLAGS.pipeline_images, FLAGS.batch_size, FLAGS.pipeline_epochs
+        )
+        results["pipeline_images_per_s"] = float(np.median(rates))
+        results["pipeline_images_per_s_each_epoch"] = rates
+        print(f"tf.data pipeline: {results['pipeline_images_per_s']:,.0f} images/s (median)")
+    results |= {"device": dataclasses.asdict(device), "versions": library_versions()}
+    out = FLAGS.out or f"benchmarks/results/throughput-{results['date_utc']}.json"
     write_json_atomic(out, results)
     print(f"results: {out}")
 

@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 
+import keras
+import numpy as np
 import pytest
 
 from tests.cifar_files import fake_cifar10, write_folder
+from tf_resnet9 import augment
+from tf_resnet9.data import load_cifar10
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--width", "0.0625", "--batch_size", "32"]
@@ -62,7 +66,19 @@ def test_trains_and_writes_finite_results(data_dir, tmp_path):
     assert results["wall_time_s"] > results["training_time_s"] + results["compile_time_s"]
     assert results["epochs"][-1]["lr"] == 0.0  # the schedule ends at 0
     assert results["versions"]["keras"] and results["device"]["kind"] == "cpu"
-    assert not [name for name in os.listdir(tmp_path) if name != "results.json"]  # no temp left
+    assert sorted(os.listdir(tmp_path)) == ["resnet9.keras", "results.json"]  # no temp left
+
+
+def test_saved_model_reproduces_the_reported_accuracy(data_dir, tmp_path):
+    result = run_cli("--data_dir", data_dir, "--workdir", str(tmp_path), "--epochs", "1", *TINY)
+    assert result.returncode == 0, result.stderr
+    reported = json.loads((tmp_path / "results.json").read_text())["test_accuracy"]
+    model = keras.models.load_model(tmp_path / "resnet9.keras")
+    _, (x_test, y_test) = load_cifar10(data_dir)
+    logits = model.predict(keras.ops.convert_to_numpy(augment.normalize(x_test)), verbose=0)
+    # Same weights, inference mode; XLA and plain kernels may round a near-tie differently,
+    # so allow one image of the 30.
+    assert abs(np.mean(logits.argmax(-1) == y_test) - reported) <= 1 / 30 + 1e-9
 
 
 @pytest.mark.parametrize(
@@ -102,5 +118,5 @@ def test_diverging_loss_stops_and_says_where(data_dir, tmp_path):
     args = ["--data_dir", data_dir, "--workdir", str(tmp_path), "--peak_lr", "1e20", *TINY]
     result = run_cli(*args)
     assert result.returncode == 1
-    assert "error: the training loss became nan at epoch 1, step" in result.stderr
+    assert "error: the training loss became NaN or infinite at epoch 1, step" in result.stderr
     assert not (tmp_path / "results.json").exists()

@@ -1,15 +1,17 @@
 """The recipe's image ops on batches (B, H, W, C), in `keras.ops`.
 
-Random choices are explicit arguments (`AugmentParams`), one per example, so the same ops
-serve the tf.data pipeline and a compiled step on the accelerator, and tests can pin them.
+Random choices are explicit arguments (`AugmentParams`), one per example, drawn from a
+stateless seed, so the same ops serve the tf.data pipeline and the compiled step on the
+accelerator, and tests can pin them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from keras import ops
+
+from tf_resnet9 import backends
 
 # Per-channel statistics of the CIFAR-10 training set on the 0..255 scale (RECIPE.md).
 MEAN = (125.31, 122.95, 113.87)
@@ -33,19 +35,22 @@ class AugmentParams(NamedTuple):
     cutout_x: object
 
 
-# randint(shape, low, high) -> int32 tensor uniform in low..high-1, as keras.random.randint.
-RandInt = Callable[[tuple, int, int], object]
+def draw_params(batch_size: int, seed) -> AugmentParams:
+    """Draws the recipe's augmentation for `batch_size` examples.
 
-
-def draw_params(batch_size: int, randint: RandInt) -> AugmentParams:
-    """Draws the recipe's augmentation for `batch_size` examples with `randint`."""
+    Args:
+        batch_size: Number of examples.
+        seed: A stateless seed from `tf_resnet9.backends` (`make_seed` or `split_seed`):
+            the same seed gives the same draws.
+    """
+    seeds = backends.split_seed(seed, 5)
     shape = (batch_size,)
     return AugmentParams(
-        crop_y=randint(shape, 0, MAX_CROP_OFFSET + 1),
-        crop_x=randint(shape, 0, MAX_CROP_OFFSET + 1),
-        flip=randint(shape, 0, 2),
-        cutout_y=randint(shape, 0, MAX_CUTOUT_OFFSET + 1),
-        cutout_x=randint(shape, 0, MAX_CUTOUT_OFFSET + 1),
+        crop_y=backends.randint(seeds[0], shape, 0, MAX_CROP_OFFSET + 1),
+        crop_x=backends.randint(seeds[1], shape, 0, MAX_CROP_OFFSET + 1),
+        flip=backends.randint(seeds[2], shape, 0, 2),
+        cutout_y=backends.randint(seeds[3], shape, 0, MAX_CUTOUT_OFFSET + 1),
+        cutout_x=backends.randint(seeds[4], shape, 0, MAX_CUTOUT_OFFSET + 1),
     )
 
 
@@ -100,3 +105,18 @@ def augment(padded_images, params: AugmentParams):
     images = crop(padded_images, params.crop_y, params.crop_x)
     images = flip_left_right(images, params.flip)
     return cutout(normalize(images), params.cutout_y, params.cutout_x)
+
+
+def augment_gathered(padded_images, indices, seed):
+    """`augment` of the images at `indices` of a padded set, with draws from `seed`.
+
+    This is the whole of device-side augmentation: the set stays on the accelerator and
+    each step gathers and augments its batch inside the compiled step.
+
+    Args:
+        padded_images: uint8 (N, 40, 40, 3).
+        indices: int (B,), the batch.
+        seed: A stateless seed from `tf_resnet9.backends`.
+    """
+    params = draw_params(indices.shape[0], seed)
+    return augment(ops.take(padded_images, indices, axis=0), params)

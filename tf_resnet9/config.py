@@ -6,6 +6,7 @@ import dataclasses
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 INITS = ("torch", "he_uniform")
+AUGMENT_MODES = ("device", "host")
 RECIPE_EPOCHS = 24  # the length the recipe's schedule was tuned for
 
 
@@ -33,6 +34,8 @@ class TrainConfig:
     logit_scale: float = 0.125
     precision: str | None = None  # None: mixed_bfloat16 on a bf16 GPU, float32 on CPU
     jit: bool = True  # XLA-compile the train and eval steps
+    augment: str | None = None  # None: "host" (tf.data) on TensorFlow, "device" on JAX
+    steps_per_call: int | None = None  # None: a whole epoch per call ("device"), 1 ("host")
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images
     test_limit: int | None = None  # use only the first N test images
@@ -53,7 +56,13 @@ class TrainConfig:
             self.precision,
             f"one of {', '.join(PRECISIONS)}",
         )
-        for name in ("train_limit", "test_limit"):
+        _require(
+            self.augment is None or self.augment in AUGMENT_MODES,
+            "augment",
+            self.augment,
+            f"one of {', '.join(AUGMENT_MODES)}",
+        )
+        for name in ("steps_per_call", "train_limit", "test_limit"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, value, "an integer >= 1 (or unset)")
 

@@ -32,7 +32,7 @@ def train_dataset(
     count = len(images)
 
     def make_batch(indices, batch_seed):
-        params = augment.draw_params(batch_size, _stateless_randint(batch_seed))
+        params = augment.draw_params(batch_size, batch_seed)
         return augment.augment(tf.gather(padded, indices), params), tf.gather(labels, indices)
 
     # Shuffle indices, not images: the images stay in one tensor and each batch is a gather.
@@ -57,13 +57,3 @@ def eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.
         .map(lambda x, y: (augment.normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-
-
-def _stateless_randint(seed):
-    """An `augment.RandInt` whose successive draws use independent seeds split from `seed`."""
-    seeds = iter(tf.unstack(tf.random.experimental.stateless_split(seed, num=5)))
-
-    def randint(shape, low, high):
-        return tf.random.stateless_uniform(shape, next(seeds), low, high, dtype=tf.int32)
-
-    return randint

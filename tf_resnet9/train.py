@@ -11,9 +11,9 @@ import datetime
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
-from tf_resnet9.config import INITS, PRECISIONS, ConfigError, TrainConfig
+from tf_resnet9.config import AUGMENT_MODES, INITS, PRECISIONS, ConfigError, TrainConfig
 
 _DEFAULTS = TrainConfig()
 
@@ -37,6 +37,19 @@ flags.DEFINE_enum(
     "Unset: mixed_bfloat16 on a GPU with bf16, mixed_float16 on older GPUs, float32 on CPU.",
 )
 flags.DEFINE_boolean("jit", _DEFAULTS.jit, "XLA-compile the train and eval steps.")
+flags.DEFINE_enum(
+    "augment",
+    None,
+    AUGMENT_MODES,
+    "Where crop, flip and cutout happen: 'device' (the training set on the accelerator) or "
+    "'host' (tf.data, TensorFlow backend only). Unset: host on TensorFlow, device on JAX.",
+)
+flags.DEFINE_integer(
+    "steps_per_call",
+    None,
+    "Training steps per compiled call. Unset: a whole epoch with --augment device, 1 with host.",
+    lower_bound=1,
+)
 flags.DEFINE_enum("init", _DEFAULTS.init, INITS, "Conv/dense kernel initialisation.")
 flags.DEFINE_float("width", _DEFAULTS.width, "Multiplies every channel count (> 0).")
 flags.DEFINE_integer(
@@ -54,6 +67,8 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # app.run shows library INFO logs (e.g. JAX probing for TPUs); users need warnings only.
+    logging.set_verbosity(logging.WARNING)
     # Imported here, not at the top, so that --help and flag errors answer without
     # starting TensorFlow (seconds).
     from tf_resnet9.data import DatasetError
@@ -71,6 +86,8 @@ def main(argv: list[str]) -> int:
             width=FLAGS.width,
             precision=FLAGS.precision,
             jit=FLAGS.jit,
+            augment=FLAGS.augment,
+            steps_per_call=FLAGS.steps_per_call,
             seed=FLAGS.seed,
             train_limit=FLAGS.train_limit,
             test_limit=FLAGS.test_limit,

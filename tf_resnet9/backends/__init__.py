@@ -1,0 +1,36 @@
+"""What Keras leaves to each backend: gradients, compiling a function, random seeds, syncing.
+
+Everything else in tf_resnet9 is written once, in `keras.ops`. This package picks the module
+for the active Keras backend; both offer the same functions:
+
+    value_and_grad(fn)        fn(params, *args) -> (loss, aux); returns a function giving
+                              ((loss, aux), grads), grads shaped like params
+    compile_fn(fn, jit)       fn compiled as one program (XLA when jit is True); the
+                              compiled fn may consume its first argument (JAX donates it)
+    make_seed(seed)           a stateless random seed from a Python int
+    split_seed(seed, count)   `count` independent seeds, stacked on axis 0
+    randint(seed, shape, low, high)   int32 uniform in low..high-1
+    permutation(seed, count)  a random permutation of 0..count-1 (int32)
+    wait(tree)                blocks until every array in `tree` has been computed
+"""
+
+import keras
+
+_NAME = keras.backend.backend()
+if _NAME == "jax":
+    from tf_resnet9.backends import jax_backend as _active
+elif _NAME == "tensorflow":
+    from tf_resnet9.backends import tensorflow_backend as _active
+else:
+    raise ImportError(
+        f"tf_resnet9 runs on Keras' tensorflow or jax backend, not {_NAME!r}: "
+        "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax."
+    )
+
+value_and_grad = _active.value_and_grad
+compile_fn = _active.compile_fn
+make_seed = _active.make_seed
+split_seed = _active.split_seed
+randint = _active.randint
+permutation = _active.permutation
+wait = _active.wait

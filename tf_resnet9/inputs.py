@@ -1,0 +1,107 @@
+"""Feeding the compiled steps: training batches augmented on the device or by tf.data, and
+the test set in fixed-shape batches.
+
+Each training input yields, per epoch, the arguments of its `Trainer` step function (after
+the state) in chunks of `steps_per_call` steps.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from keras import ops
+
+from tf_resnet9 import augment, backends
+from tf_resnet9.trainer import Trainer
+
+
+def chunk_lengths(steps: int, steps_per_call: int) -> list[int]:
+    """Steps of each call in an epoch: full chunks, then the remainder."""
+    return [min(steps_per_call, steps - start) for start in range(0, steps, steps_per_call)]
+
+
+class DeviceInput:
+    """The training set on the accelerator: shuffled, cropped, flipped and cut out there.
+
+    Creating it is the recipe's preprocessing: the images go to the device once and are
+    reflect-padded there.
+
+    Args:
+        images: uint8 (N, 32, 32, 3).
+        labels: int (N,).
+        batch_size: Images per step; the last partial batch of an epoch is dropped.
+        steps_per_call: Steps per compiled call.
+        seed: Seeds the shuffles and augmentations of all epochs.
+    """
+
+    def __init__(self, images, labels, batch_size: int, steps_per_call: int, seed: int):
+        self.padded = augment.reflect_pad(ops.convert_to_tensor(images))  # (N, 40, 40, 3)
+        self.labels = ops.convert_to_tensor(np.asarray(labels, np.int32))
+        self.batch_size = batch_size
+        self.steps = len(images) // batch_size
+        self.steps_per_call = steps_per_call
+        self.seed = backends.make_seed(seed)
+
+    @staticmethod
+    def step_fn(trainer: Trainer):
+        return trainer.device_steps
+
+    def epoch(self):
+        """Argument tuples (after the state) of the device steps of the next epoch."""
+        self.seed, shuffle_seed, augment_seed = backends.split_seed(self.seed, 3)
+        count = self.steps * self.batch_size
+        order = backends.permutation(shuffle_seed, int(self.labels.shape[0]))[:count]
+        batches = ops.reshape(order, (self.steps, self.batch_size))  # (S, B)
+        step_seeds = backends.split_seed(augment_seed, self.steps)
+        for start in range(0, self.steps, self.steps_per_call):
+            end = start + self.steps_per_call
+            yield self.padded, self.labels, batches[start:end], step_seeds[start:end]
+
+
+class HostInput:
+    """Training batches from the tf.data pipeline (TensorFlow backend), augmented on the host.
+
+    Args: as `DeviceInput`.
+    """
+
+    def __init__(self, images, labels, batch_size: int, steps_per_call: int, seed: int):
+        from tf_resnet9 import pipeline  # tf.data: only where TensorFlow is installed
+
+        self.steps = len(images) // batch_size
+        self.steps_per_call = steps_per_call
+        self.dataset = pipeline.train_dataset(images, labels, batch_size, seed).batch(
+            steps_per_call
+        )
+
+    @staticmethod
+    def step_fn(trainer: Trainer):
+        return trainer.host_steps
+
+    def epoch(self):
+        """Argument tuples (after the state) of the host steps of the next epoch."""
+        yield from self.dataset  # each pass over the dataset reshuffles and redraws
+
+
+class EvalSet(NamedTuple):
+    """The test set on the device in equal batches; the last one padded with weight 0."""
+
+    images: object  # uint8 (S, B, 32, 32, 3)
+    labels: object  # int32 (S, B)
+    weights: object  # float32 (S, B)
+    count: int
+
+    @classmethod
+    def build(cls, images: np.ndarray, labels: np.ndarray, batch_size: int) -> EvalSet:
+        count = len(images)
+        steps = -(-count // batch_size)
+        pad = steps * batch_size - count
+        images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+        labels = np.concatenate([np.asarray(labels, np.int32), np.zeros(pad, np.int32)])
+        weights = (np.arange(steps * batch_size) < count).astype(np.float32)
+        return cls(
+            ops.convert_to_tensor(images.reshape(steps, batch_size, *images.shape[1:])),
+            ops.convert_to_tensor(labels.reshape(steps, batch_size)),
+            ops.convert_to_tensor(weights.reshape(steps, batch_size)),
+            count,
+        )

@@ -1,0 +1,241 @@
+"""Compiled training and evaluation steps, written once for every Keras backend.
+
+The forward pass and loss are pure (`Model.stateless_call`); `tf_resnet9.backends` supplies
+the gradient and the compiler (XLA). Several steps run in one compiled call
+(`keras.ops.fori_loop`), so the host neither waits for the device nor dispatches work
+between steps. Only where the updated weights live differs by backend: see `make_trainer`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+from keras import ops
+
+from tf_resnet9 import augment, backends
+
+
+class TrainState(NamedTuple):
+    """Values of the model's and the optimizer's variables, in their Keras order."""
+
+    trainable: list
+    non_trainable: list
+    optimizer: list
+
+
+class CallMetrics(NamedTuple):
+    """Totals over the steps of one call."""
+
+    loss_sum: object  # float32: sum of the steps' mean losses
+    correct: object  # int32: correct predictions
+    first_nonfinite: object  # int32: index of the first step with a NaN/inf loss, else -1
+
+
+class Trainer:
+    """Trains and evaluates a classifier with the recipe's loss, compiled.
+
+    The step functions take and return a `state` whose contents depend on the subclass;
+    callers only pass it along, starting from `initial_state()`.
+
+    Args:
+        model: Maps normalised float images (B, 32, 32, 3) to logits.
+        optimizer: A Keras optimizer (a `LossScaleOptimizer` for float16).
+        jit: Compile with XLA.
+    """
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool):
+        self.model = model
+        self.optimizer = optimizer
+        optimizer.build(model.trainable_variables)
+        self._loss_and_grads = backends.value_and_grad(self._loss)
+        self.host_steps = backends.compile_fn(self._host_steps, jit)
+        self.device_steps = backends.compile_fn(self._device_steps, jit)
+        self.evaluate = backends.compile_fn(self._evaluate, jit)
+
+    def initial_state(self):
+        """The state for the first step function call."""
+        raise NotImplementedError
+
+    def finish(self, state) -> None:
+        """Leaves the final `state` in the Keras variables (to save or inspect the model)."""
+        raise NotImplementedError
+
+    def run_discarding_updates(self, step_fn, *args):
+        """Calls step_fn(state, *args) and leaves the state as it was (to compile step_fn)."""
+        raise NotImplementedError
+
+    def _values(self, state) -> TrainState:
+        """The variable values that `state` stands for (inside a compiled function)."""
+        raise NotImplementedError
+
+    def _apply(self, state, values: TrainState, grads, non_trainable):
+        """The state after the optimizer's update with `grads` and new BN statistics."""
+        raise NotImplementedError
+
+    def _variables(self) -> TrainState:
+        return TrainState(
+            self.model.trainable_variables,
+            self.model.non_trainable_variables,
+            self.optimizer.variables,
+        )
+
+    def _read_variables(self) -> TrainState:
+        return TrainState(*([v.value for v in group] for group in self._variables()))
+
+    def _loss(self, trainable, non_trainable, optimizer_values, images, labels):
+        logits, non_trainable = self.model.stateless_call(
+            trainable, non_trainable, images, training=True
+        )
+        loss = ops.mean(cross_entropy(labels, logits))
+        to_differentiate = loss
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # float16: scale the loss up so small gradients survive; the update scales back.
+            mapping = list(zip(self.optimizer.variables, optimizer_values))
+            with keras.StatelessScope(state_mapping=mapping):
+                to_differentiate = self.optimizer.scale_loss(loss)
+        return to_differentiate, (loss, logits, non_trainable)
+
+    def _step(self, state, images, labels):
+        values = self._values(state)
+        (_, (loss, logits, non_trainable)), grads = self._loss_and_grads(
+            values.trainable, values.non_trainable, values.optimizer, images, labels
+        )
+        correct = ops.sum(ops.cast(ops.argmax(logits, axis=-1) == labels, "int32"))
+        return self._apply(state, values, grads, non_trainable), loss, correct
+
+    def _steps(self, state, count: int, batch):
+        """`count` steps in one loop; step i trains on `batch(i)` = (images, labels)."""
+
+        def step(i, carry):
+            state, totals = carry
+            state, loss, correct = self._step(state, *batch(i))
+            first = ops.where(
+                (totals.first_nonfinite < 0) & ~ops.isfinite(loss), i, totals.first_nonfinite
+            )
+            return state, CallMetrics(totals.loss_sum + loss, totals.correct + correct, first)
+
+        zero = CallMetrics(ops.zeros((), "float32"), ops.zeros((), "int32"), -ops.ones((), "int32"))
+        return ops.fori_loop(0, count, step, (state, zero))
+
+    def _host_steps(self, state, images, labels):
+        """Steps on batches prepared by the host: images (S, B, 32, 32, 3), labels (S, B)."""
+        return self._steps(state, images.shape[0], lambda i: (images[i], labels[i]))
+
+    def _device_steps(self, state, padded_images, labels, batches, seeds):
+        """Steps on the training set held on the device, augmented here.
+
+        Args:
+            state: As returned by the previous call.
+            padded_images: uint8 (N, 40, 40, 3), the reflect-padded training set.
+            labels: int32 (N,).
+            batches: int32 (S, B): the images of each step.
+            seeds: (S, ...) one random seed per step, for its augmentation.
+        """
+
+        def batch(i):
+            images = augment.augment_gathered(padded_images, batches[i], seeds[i])
+            return images, ops.take(labels, batches[i], axis=0)
+
+        return self._steps(state, batches.shape[0], batch)
+
+    def _evaluate(self, state, images, labels, weights):
+        """Summed loss and correct predictions over batches, in inference mode.
+
+        Args:
+            state: As returned by the last step function.
+            images: uint8 (S, B, 32, 32, 3).
+            labels: int32 (S, B).
+            weights: float32 (S, B): 1 for real images, 0 for the padding of the last batch.
+        """
+        values = self._values(state)
+
+        def add_batch(i, totals):
+            logits, _ = self.model.stateless_call(
+                values.trainable,
+                values.non_trainable,
+                augment.normalize(images[i]),
+                training=False,
+            )
+            correct = ops.cast(ops.argmax(logits, axis=-1) == labels[i], "float32")
+            loss = cross_entropy(labels[i], logits)
+            return totals[0] + ops.sum(loss * weights[i]), totals[1] + ops.sum(correct * weights[i])
+
+        zero = ops.zeros((), "float32")
+        return ops.fori_loop(0, images.shape[0], add_batch, (zero, zero))
+
+
+class StatelessTrainer(Trainer):
+    """The state is the variables' values, threaded through pure functions (JAX).
+
+    JAX compiles pure functions only: the variables are read once, every call returns the
+    updated values, and `finish` writes the last ones back.
+    """
+
+    def initial_state(self) -> TrainState:
+        return self._read_variables()
+
+    def finish(self, state: TrainState) -> None:
+        for variables, values in zip(self._variables(), state):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    def run_discarding_updates(self, step_fn, *args):
+        # The compiled function consumes (donates) the state it is given: pass a copy.
+        return step_fn(keras.tree.map_structure(ops.copy, self.initial_state()), *args)
+
+    def _values(self, state: TrainState) -> TrainState:
+        return state
+
+    def _apply(self, state, values, grads, non_trainable):
+        trainable, optimizer_values = self.optimizer.stateless_apply(
+            values.optimizer, grads, values.trainable
+        )
+        return TrainState(trainable, non_trainable, optimizer_values)
+
+
+class VariableTrainer(Trainer):
+    """The state lives in the Keras variables, updated in place (TensorFlow).
+
+    Keras' TensorFlow optimizers only update variables (`stateless_apply` is unsupported
+    there), so each step reads and assigns the variables inside the compiled function, and
+    the state passed between calls is a placeholder.
+    """
+
+    def initial_state(self):
+        return ops.zeros((), "int32")
+
+    def finish(self, state) -> None:
+        del state  # already in the variables
+
+    def run_discarding_updates(self, step_fn, *args):
+        variables = [v for group in self._variables() for v in group]
+        saved = [ops.convert_to_numpy(v) for v in variables]
+        outputs = step_fn(self.initial_state(), *args)
+        backends.wait(outputs)
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+        return outputs
+
+    def _values(self, state) -> TrainState:
+        return self._read_variables()
+
+    def _apply(self, state, values, grads, non_trainable):
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        for variable, value in zip(self.model.non_trainable_variables, non_trainable):
+            variable.assign(value)
+        return state
+
+
+def make_trainer(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> Trainer:
+    """The `Trainer` for the active Keras backend."""
+    if keras.backend.backend() == "tensorflow":
+        return VariableTrainer(model, optimizer, jit)
+    return StatelessTrainer(model, optimizer, jit)
+
+
+def cross_entropy(labels, logits):
+    """Softmax cross-entropy per example, in float32."""
+    return keras.losses.sparse_categorical_crossentropy(
+        labels, ops.cast(logits, "float32"), from_logits=True
+    )
