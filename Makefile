@@ -9,13 +9,19 @@ DATA_DIR ?=
 HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 RUN_FLAGS ?= $(if $(HAVE_GPU),--epochs 24,--width 0.25 --epochs 2 --train_limit 4096)
 
-.PHONY: run test lint
+JAX_VENV ?= .venv-jax
+
+.PHONY: run test test-jax lint
 
 run: $(VENV)/.installed
 	$(BIN)/python -m tf_resnet9.train $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(RUN_FLAGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The same tests on Keras' JAX backend with TensorFlow absent (tf.data tests deselected).
+test-jax: $(JAX_VENV)/.installed
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -m "not tensorflow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -28,4 +34,10 @@ $(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -e '.[test]' ruff==0.17.6
+	touch $@
+
+$(JAX_VENV)/.installed: requirements-jax.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/pip install --upgrade pip
+	$(JAX_VENV)/bin/pip install -r requirements-jax.txt -e . pytest scipy
 	touch $@

@@ -2,44 +2,16 @@
 
 import numpy as np
 import pytest
-from scipy import stats
 
-from tf_resnet9 import augment, pipeline
+pytest.importorskip("tensorflow", reason="tf.data; runs in make test")
+pytestmark = pytest.mark.tensorflow
 
-# Every pixel encodes where it came from: R = 8 * row, G = 8 * column of the 32x32 source.
-ROWS, COLS = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
-COORDINATE_IMAGE = np.stack([8 * ROWS, 8 * COLS, np.full((32, 32), 7)], axis=-1).astype(np.uint8)
-
-# p-value below which a chi-square test calls a draw non-uniform. The pipeline is seeded,
-# so each test is deterministic; 1e-4 would flag a correct sampler once in 10,000 seeds.
-P_MIN = 1e-4
-
-
-def decode(batch):
-    """Recovers (crop_y, crop_x, flip, cutout_y, cutout_x) of each augmented image.
-
-    Cutout pixels are exactly 0 (the mean colour, which no integer pixel normalises to).
-    Output pixel (i, j) with 4 <= i, j < 28 comes from the unreflected middle of the padded
-    image for every crop offset, so its source row is crop_y + i - 4, and its source column
-    crop_x + j - 4, or crop_x + 27 - j when flipped.
-    """
-    draws = []
-    for image in batch:
-        cut = (image == 0).all(axis=-1)
-        cut_rows, cut_cols = np.nonzero(cut)
-        assert cut.sum() == 64 and np.ptp(cut_rows) == 7 and np.ptp(cut_cols) == 7
-        pixels = np.rint(image * np.float32(augment.STD) + np.float32(augment.MEAN)).astype(int)
-        valid = ~cut
-        valid[:4], valid[28:], valid[:, :4], valid[:, 28:] = False, False, False, False
-        i, j = np.nonzero(valid)
-        src_rows, src_cols = pixels[i, j, 0] // 8, pixels[i, j, 1] // 8
-        crop_y = np.unique(src_rows - i + 4)
-        unflipped, flipped = np.unique(src_cols - j + 4), np.unique(src_cols + j - 27)
-        assert len(crop_y) == 1 and (len(unflipped) == 1) != (len(flipped) == 1)
-        flip = len(flipped) == 1
-        crop_x = flipped[0] if flip else unflipped[0]
-        draws.append((crop_y[0], crop_x, int(flip), cut_rows.min(), cut_cols.min()))
-    return np.array(draws)
+from tests.augment_decoding import (  # noqa: E402
+    COORDINATE_IMAGE,
+    assert_recipe_distribution,
+    decode,
+)
+from tf_resnet9 import augment, pipeline  # noqa: E402
 
 
 def first_epoch(dataset):
@@ -54,23 +26,8 @@ def draws():
     return decode(images_out)
 
 
-def test_crop_offsets_are_uniform_over_0_to_8(draws):
-    for column in (0, 1):
-        counts = np.bincount(draws[:, column], minlength=9)
-        assert len(counts) == 9 and counts.min() > 0
-        assert stats.chisquare(counts).pvalue > P_MIN
-
-
-def test_flip_rate_is_one_half(draws):
-    # 2048 fair coin flips: the rate is within 4 standard errors (4 * 0.011) of 1/2.
-    assert abs(draws[:, 2].mean() - 0.5) < 4 * 0.5 / np.sqrt(len(draws))
-
-
-def test_cutout_is_inside_and_uniform_over_0_to_24(draws):
-    for column in (3, 4):
-        counts = np.bincount(draws[:, column], minlength=25)
-        assert len(counts) == 25 and counts.min() > 0  # 0..24: the square never leaves
-        assert stats.chisquare(counts).pvalue > P_MIN
+def test_draws_follow_the_recipe(draws):
+    assert_recipe_distribution(draws)
 
 
 def test_draws_differ_within_a_batch(draws):

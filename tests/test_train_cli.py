@@ -16,6 +16,9 @@ from tf_resnet9.data import load_cifar10
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--width", "0.0625", "--batch_size", "32"]
+# The subprocesses inherit KERAS_BACKEND; tf.data (host augmentation) needs TensorFlow.
+BACKEND = keras.backend.backend()
+AUGMENT_MODES = ["host", "device"] if BACKEND == "tensorflow" else ["device"]
 
 
 def run_cli(*args, timeout=300):
@@ -34,8 +37,10 @@ def data_dir(tmp_path_factory):
     return write_folder(tmp_path_factory.mktemp("cifar"), fake_cifar10(train_per_batch=40, test=30))
 
 
-def test_trains_and_writes_finite_results(data_dir, tmp_path):
-    result = run_cli("--data_dir", data_dir, "--workdir", str(tmp_path), "--epochs", "2", *TINY)
+@pytest.mark.parametrize("augment", AUGMENT_MODES)
+def test_trains_and_writes_finite_results(data_dir, tmp_path, augment):
+    args = ["--data_dir", data_dir, "--workdir", str(tmp_path), "--augment", augment]
+    result = run_cli(*args, "--epochs", "2", *TINY)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("No GPU found") == 1  # this machine has none; said once
     assert "epoch        lr  train loss" in result.stdout and "test accuracy" in result.stdout
@@ -43,6 +48,8 @@ def test_trains_and_writes_finite_results(data_dir, tmp_path):
     assert [row["epoch"] for row in results["epochs"]] == [1, 2]
     assert results["steps_per_epoch"] == 6
     assert results["config"]["precision"] == "float32"  # the CPU default
+    assert results["config"]["augment"] == augment
+    assert results["config"]["steps_per_call"] == (6 if augment == "device" else 1)
     assert results["data"] == {
         "source": f"folder {data_dir}",
         "train_images": 200,
@@ -97,6 +104,14 @@ def test_bad_flags_are_refused_without_traceback(args, message):
     result = run_cli(*args)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="about other backends: make test-jax")
+def test_host_augmentation_needs_tensorflow(data_dir, tmp_path):
+    result = run_cli("--data_dir", data_dir, "--workdir", str(tmp_path), "--augment", "host")
+    assert result.returncode == 1
+    assert "augment='host' is invalid on Keras' jax backend" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

@@ -1,0 +1,52 @@
+"""The per-backend functions: gradients, compilation, stateless randomness."""
+
+import numpy as np
+from keras import ops
+
+from tf_resnet9 import backends
+
+
+def test_value_and_grad_of_a_known_function():
+    def fn(params, x):
+        w, b = params
+        loss = ops.sum((w * x + b) ** 2)
+        return loss, loss * 2
+
+    w, b, x = (ops.convert_to_tensor(np.float32(v)) for v in (1.5, -0.5, 2.0))
+    (loss, aux), (dw, db) = backends.value_and_grad(fn)([w, b], x)
+    # loss = (wx + b)^2 = 6.25; d/dw = 2(wx + b)x = 10; d/db = 2(wx + b) = 5. Exact in float32.
+    assert float(loss) == 6.25 and float(aux) == 12.5
+    assert float(dw) == 10.0 and float(db) == 5.0
+
+
+def test_compiled_function_matches_eager():
+    def fn(x, y):
+        return ops.sin(x) * y + 1.0
+
+    x = ops.convert_to_tensor(np.linspace(-3, 3, 7).astype("float32"))
+    y = ops.convert_to_tensor(np.float32(2.0))
+    expected = ops.convert_to_numpy(fn(x, y))
+    for jit in (True, False):
+        got = backends.compile_fn(fn, jit)(ops.copy(x), y)
+        backends.wait(got)
+        # XLA may fuse sin*y+1 into one rounding: within 2 ulp of float32.
+        np.testing.assert_allclose(ops.convert_to_numpy(got), expected, rtol=3e-7, atol=3e-7)
+
+
+def test_seeds_are_reproducible_and_split_independently():
+    draw = lambda seed: ops.convert_to_numpy(backends.randint(seed, (200,), 0, 9))  # noqa: E731
+    np.testing.assert_array_equal(draw(backends.make_seed(7)), draw(backends.make_seed(7)))
+    assert not np.array_equal(draw(backends.make_seed(7)), draw(backends.make_seed(8)))
+    first, second = backends.split_seed(backends.make_seed(7), 2)
+    assert not np.array_equal(draw(first), draw(second))
+
+
+def test_randint_covers_its_range_only():
+    values = ops.convert_to_numpy(backends.randint(backends.make_seed(0), (5000,), 3, 8))
+    assert values.dtype == np.int32 and set(values.tolist()) == {3, 4, 5, 6, 7}
+
+
+def test_permutation_is_a_permutation():
+    order = ops.convert_to_numpy(backends.permutation(backends.make_seed(1), 1000))
+    assert order.dtype == np.int32 and sorted(order.tolist()) == list(range(1000))
+    assert not np.array_equal(order, np.arange(1000))
