@@ -1,0 +1,94 @@
+r"""The 24-epoch recipe over several seeds, timed by DAWNBench rules.
+
+    python -m benchmarks.dawnbench --data_dir $CIFAR10_DIR --seeds 5
+
+Each seed is a full `train_and_evaluate` run (compiled and warmed up before its clock).
+Writes every run (seed, test accuracy, training time, compile time, wall time, images/s,
+device, library versions) and the summary (median accuracy, share of runs >= 94%, median
+training time, model FLOP utilisation against the GPU's bf16 peak) to
+benchmarks/results/, and prints a table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import sys
+
+from absl import app, flags
+
+from benchmarks.summary import format_table, summarize
+from tf_resnet9.config import AUGMENT_MODES, PRECISIONS, TrainConfig
+from tf_resnet9.results import write_json_atomic
+from tf_resnet9.training import train_and_evaluate
+
+flags.DEFINE_string("data_dir", None, "CIFAR-10 (see python -m tf_resnet9.train --help).")
+flags.DEFINE_integer("seeds", 5, "Runs, with seeds 0..N-1.", lower_bound=1)
+flags.DEFINE_integer("first_seed", 0, "Seed of the first run.")
+flags.DEFINE_integer("epochs", TrainConfig.epochs, "Epochs per run.", lower_bound=1)
+flags.DEFINE_integer("batch_size", TrainConfig.batch_size, "Images per step.", lower_bound=1)
+flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0: the recipe).")
+flags.DEFINE_enum("precision", None, PRECISIONS, "Unset: the device's default.")
+flags.DEFINE_enum("augment", None, AUGMENT_MODES, "Unset: the backend's default.")
+flags.DEFINE_integer("steps_per_call", None, "Unset: the default of --augment.")
+flags.DEFINE_integer("train_limit", None, "Use only the first N training images.")
+flags.DEFINE_string("out", None, "JSON path. Unset: benchmarks/results/dawnbench-<time>.json.")
+FLAGS = flags.FLAGS
+
+RUN_FIELDS = (
+    "test_accuracy",
+    "training_time_s",
+    "compile_time_s",
+    "eval_time_s",
+    "wall_time_s",
+    "images_per_s",
+    "device",
+    "versions",
+)
+
+
+def main(argv):
+    del argv
+    runs = []
+    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
+        config = TrainConfig(
+            epochs=FLAGS.epochs,
+            batch_size=FLAGS.batch_size,
+            width=FLAGS.width,
+            precision=FLAGS.precision,
+            augment=FLAGS.augment,
+            steps_per_call=FLAGS.steps_per_call,
+            seed=seed,
+            train_limit=FLAGS.train_limit,
+        )
+        log = io.StringIO()  # the per-epoch tables would drown the summary
+        results = train_and_evaluate(config, data_dir=FLAGS.data_dir, out=log)
+        run = {"seed": seed} | {key: results[key] for key in RUN_FIELDS}
+        run["config"] = results["config"]
+        runs.append(run)
+        print(
+            f"seed {seed}: {run['test_accuracy']:.2%} in {run['training_time_s']:.2f} s "
+            f"(compile {run['compile_time_s']:.1f} s)",
+            flush=True,
+        )
+    device_name = runs[0]["device"]["name"]
+    summary = summarize(runs, device_name, FLAGS.width)
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    report = {
+        "benchmark": "dawnbench",
+        "command": " ".join(["python -m benchmarks.dawnbench", *sys.argv[1:]]),
+        "date_utc": stamp.isoformat(timespec="seconds"),
+        "device": runs[0]["device"],
+        "config": dataclasses.asdict(config) | {"seed": "per run"},
+        "summary": summary,
+        "runs": runs,
+    }
+    print(format_table(f"tf_resnet9 on {device_name}", runs, summary))
+    out = FLAGS.out or f"benchmarks/results/dawnbench-{stamp:%Y%m%d-%H%M%S}.json"
+    write_json_atomic(out, report)
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

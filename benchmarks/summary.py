@@ -1,0 +1,88 @@
+"""Summaries shared by the DAWNBench-style benchmarks: accuracy over seeds, time, FLOP use."""
+
+from __future__ import annotations
+
+import statistics
+
+TARGET_ACCURACY = 0.94
+
+# Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from NVIDIA's data sheets. The first
+# pattern found in the device name wins, so the PCIe H100 comes before the SXM one.
+BF16_PEAK_FLOPS = (
+    ("H100 PCIe", 756e12),
+    ("H100", 989.4e12),
+    ("H200", 989.4e12),
+    ("A100", 312e12),
+    ("L4", 121e12),
+)
+
+# Forward FLOPs (2 per multiply-add) of ResNet9 at width 1.0 per 32x32 image, conv by conv:
+# prep 3->64 at 32x32, layer1 64->128 at 32x32, res1 2 x 128->128 at 16x16,
+# layer2 128->256 at 16x16, layer3 256->512 at 8x8, res3 2 x 512->512 at 4x4, linear 512->10.
+RESNET9_FORWARD_FLOPS = 2 * (
+    32 * 32 * 9 * 3 * 64
+    + 32 * 32 * 9 * 64 * 128
+    + 2 * 16 * 16 * 9 * 128 * 128
+    + 16 * 16 * 9 * 128 * 256
+    + 8 * 8 * 9 * 256 * 512
+    + 2 * 4 * 4 * 9 * 512 * 512
+    + 512 * 10
+)
+# A training step costs about three forward passes (forward, and backward for activations
+# and weights), the usual convention for model FLOP utilisation.
+RESNET9_TRAIN_FLOPS_PER_IMAGE = 3 * RESNET9_FORWARD_FLOPS
+
+
+def bf16_peak(device_name: str) -> float | None:
+    """The GPU's dense bf16 peak in FLOP/s, or None when the table does not know it."""
+    for pattern, peak in BF16_PEAK_FLOPS:
+        if pattern in device_name:
+            return peak
+    return None
+
+
+def summarize(runs: list[dict], device_name: str, width: float = 1.0) -> dict:
+    """Median accuracy, share of runs reaching 94%, median training time, FLOP utilisation.
+
+    Each run needs `test_accuracy`, `training_time_s` and `images_per_s`. Utilisation is
+    only given at width 1.0, where the FLOP count above holds.
+    """
+    accuracies = [run["test_accuracy"] for run in runs]
+    summary = {
+        "runs": len(runs),
+        "median_test_accuracy": statistics.median(accuracies),
+        "min_test_accuracy": min(accuracies),
+        "max_test_accuracy": max(accuracies),
+        "fraction_at_least_94": sum(a >= TARGET_ACCURACY for a in accuracies) / len(runs),
+        "median_training_time_s": statistics.median(run["training_time_s"] for run in runs),
+        "median_images_per_s": statistics.median(run["images_per_s"] for run in runs),
+        "bf16_peak_flops": bf16_peak(device_name),
+        "model_flop_utilization": None,
+    }
+    if summary["bf16_peak_flops"] and width == 1.0:
+        achieved = summary["median_images_per_s"] * RESNET9_TRAIN_FLOPS_PER_IMAGE
+        summary["model_flop_utilization"] = achieved / summary["bf16_peak_flops"]
+    return summary
+
+
+def format_table(title: str, runs: list[dict], summary: dict) -> str:
+    """Runs and their summary as a plain-text table."""
+    lines = [
+        title,
+        f"{'seed':>6}  {'test acc':>8}  {'train s':>8}  {'compile s':>9}  {'wall s':>7}  "
+        f"{'images/s':>9}",
+    ]
+    for run in runs:
+        lines.append(
+            f"{run['seed']:>6}  {run['test_accuracy']:>8.2%}  {run['training_time_s']:>8.2f}  "
+            f"{run['compile_time_s']:>9.1f}  {run['wall_time_s']:>7.1f}  "
+            f"{run['images_per_s']:>9,.0f}"
+        )
+    mfu = summary["model_flop_utilization"]
+    lines.append(
+        f"median {summary['median_test_accuracy']:.2%} (min {summary['min_test_accuracy']:.2%}, "
+        f"max {summary['max_test_accuracy']:.2%}); >= 94%: {summary['fraction_at_least_94']:.0%} "
+        f"of {summary['runs']}; median training {summary['median_training_time_s']:.2f} s; "
+        f"MFU {'n/a' if mfu is None else f'{mfu:.1%}'}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""The benchmark summaries: FLOP count, peaks, medians."""
+
+import math
+
+import keras
+import pytest
+
+from benchmarks.summary import RESNET9_FORWARD_FLOPS, bf16_peak, format_table, summarize
+from tf_resnet9.model import resnet9
+
+
+def test_forward_flops_match_the_model_layers():
+    model = resnet9()
+    counted = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            height, width, _ = layer.output.shape[1:]
+            counted += 2 * height * width * math.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.Dense):
+            counted += 2 * math.prod(layer.kernel.shape)
+    assert counted == RESNET9_FORWARD_FLOPS == 758_523_904
+
+
+def test_peak_lookup_prefers_the_specific_name():
+    assert bf16_peak("NVIDIA H100 80GB HBM3") == 989.4e12
+    assert bf16_peak("NVIDIA H100 PCIe") == 756e12
+    assert bf16_peak("AMD EPYC, 2 cores") is None
+
+
+def test_summary_of_runs():
+    runs = [
+        {
+            "seed": s,
+            "test_accuracy": a,
+            "training_time_s": t,
+            "images_per_s": 1_191_936 / t,
+            "compile_time_s": 1.0,
+            "wall_time_s": t + 2,
+        }
+        for s, a, t in [(0, 0.9412, 10.0), (1, 0.9391, 12.0), (2, 0.9405, 11.0)]
+    ]
+    summary = summarize(runs, "NVIDIA H100 80GB HBM3")
+    assert summary["median_test_accuracy"] == 0.9405
+    assert summary["fraction_at_least_94"] == pytest.approx(2 / 3)
+    assert summary["median_training_time_s"] == 11.0
+    # 1,191,936 images / 11 s x 3 x 758.5 MFLOP / 989.4 TFLOP/s = 24.9%.
+    assert summary["model_flop_utilization"] == pytest.approx(0.2492, abs=1e-4)
+    assert "median 94.05%" in format_table("t", runs, summary)
+    assert summarize(runs, "NVIDIA H100 80GB HBM3", width=0.5)["model_flop_utilization"] is None
