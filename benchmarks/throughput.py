@@ -2,9 +2,9 @@ r"""Steady-state throughput of the compiled training steps and of the tf.data pi
 
     python -m benchmarks.throughput --width 1.0 --steps 10 --out benchmarks/results/x.json
 
-Training, two ways, each one compiled call of `--steps` steps on synthetic data, timed after
-an identical untimed call (compilation, autotuning) and with the device synchronised before
-the clock stops:
+Training, two ways, each an "epoch" of `--steps` steps on synthetic data in compiled calls of
+`--steps_per_call`, timed after an identical untimed epoch (compilation, autotuning) and
+with the device synchronised before the clock stops:
   - `prepared batches`: images already normalised and augmented (input costs nothing);
   - `device augmentation`: uint8 images on the device, shuffled batches gathered, cropped,
     flipped and cut out inside the compiled step, as `--augment device` trains.
@@ -24,17 +24,20 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from tf_resnet9 import backends, hardware
+from tf_resnet9 import hardware
 from tf_resnet9.config import PRECISIONS, TrainConfig
-from tf_resnet9.inputs import DeviceInput
+from tf_resnet9.inputs import DeviceInput, chunk_lengths
 from tf_resnet9.results import library_versions, write_json_atomic
 from tf_resnet9.schedule import PiecewiseLinear
 from tf_resnet9.trainer import Trainer
-from tf_resnet9.training import build_trainer
+from tf_resnet9.training import build_trainer, default_steps_per_call, run_epoch
 
 flags.DEFINE_integer("batch_size", 512, "Images per step.")
 flags.DEFINE_float("width", 1.0, "Channel multiplier of ResNet9.")
-flags.DEFINE_integer("steps", 10, "Steps in the timed call.")
+flags.DEFINE_integer("steps", 10, "Steps in the timed epoch.")
+flags.DEFINE_integer(
+    "steps_per_call", None, "Steps per compiled call. Unset: as training (--steps on a GPU)."
+)
 flags.DEFINE_integer("pipeline_images", 50_000, "Images in the pipeline benchmark's epoch.")
 flags.DEFINE_integer("pipeline_epochs", 5, "Timed pipeline epochs (the median is reported).")
 flags.DEFINE_enum("precision", None, PRECISIONS, "Unset: the device's default.")
@@ -43,33 +46,55 @@ flags.DEFINE_string("out", None, "JSON path. Unset: benchmarks/results/throughpu
 FLAGS = flags.FLAGS
 
 
-def timed_call(trainer: Trainer, step_fn, args) -> float:
-    """Seconds of step_fn(state, *args), called after an identical untimed call."""
-    backends.wait(trainer.run_discarding_updates(step_fn, *args))
+class PreparedInput:
+    """Host-path input whose batches cost nothing: the same random batches every epoch."""
+
+    def __init__(self, steps: int, batch_size: int, steps_per_call: int):
+        rng = np.random.default_rng(0)
+        self.steps, self.steps_per_call = steps, steps_per_call
+        self.chunks = [
+            (
+                keras.ops.convert_to_tensor(
+                    rng.normal(size=(length, batch_size, 32, 32, 3)).astype("float32")
+                ),
+                keras.ops.convert_to_tensor(
+                    rng.integers(0, 10, (length, batch_size)).astype("int32")
+                ),
+            )
+            for length in chunk_lengths(steps, steps_per_call)
+        ]
+
+    @staticmethod
+    def step_fn(trainer: Trainer):
+        return trainer.host_steps
+
+    def epoch(self):
+        yield from self.chunks
+
+
+def epoch_seconds(trainer: Trainer, train_input) -> float:
+    """Seconds of an epoch of `train_input`, after an untimed one (compilation, autotuning)."""
+    state, _ = run_epoch(trainer, trainer.initial_state(), train_input)
     start = time.perf_counter()
-    backends.wait(step_fn(trainer.initial_state(), *args))
+    run_epoch(trainer, state, train_input)  # reads the totals: waits for the device
     return time.perf_counter() - start
 
 
-def training_images_per_s(config: TrainConfig, precision: str, steps: int) -> dict[str, float]:
+def training_images_per_s(
+    config: TrainConfig, precision: str, steps: int, steps_per_call: int
+) -> dict[str, float]:
     """Images per second of the compiled steps, on prepared batches and augmenting on device."""
     batch = config.batch_size
     schedule = PiecewiseLinear([0, 5, 24], [0, 0.4, 0], steps_per_epoch=97)
     trainer = build_trainer(config, precision, schedule)
-    rng = np.random.default_rng(0)
-    prepared = (
-        keras.ops.convert_to_tensor(rng.normal(size=(steps, batch, 32, 32, 3)).astype("float32")),
-        keras.ops.convert_to_tensor(rng.integers(0, 10, (steps, batch)).astype("int32")),
-    )
-    images = rng.integers(0, 256, (steps * batch, 32, 32, 3), dtype=np.uint8)
-    device_input = DeviceInput(images, images[:, 0, 0, 0] % 10, batch, steps, seed=0)
-    (device_args,) = list(device_input.epoch())
-    return {
-        "prepared_batches": steps * batch / timed_call(trainer, trainer.host_steps, prepared),
-        "device_augmentation": steps
-        * batch
-        / timed_call(trainer, trainer.device_steps, device_args),
+    images = np.random.default_rng(0).integers(0, 256, (steps * batch, 32, 32, 3), np.uint8)
+    inputs = {
+        "prepared_batches": PreparedInput(steps, batch, steps_per_call),
+        "device_augmentation": DeviceInput(
+            images, images[:, 0, 0, 0] % 10, batch, steps_per_call, seed=0
+        ),
     }
+    return {name: steps * batch / epoch_seconds(trainer, i) for name, i in inputs.items()}
 
 
 def pipeline_images_per_s(count: int, batch_size: int, epochs: int) -> list[float]:
@@ -98,6 +123,7 @@ def main(argv):
     device = hardware.current_device()
     precision = FLAGS.precision or hardware.default_precision(device)
     config = TrainConfig(batch_size=FLAGS.batch_size, width=FLAGS.width, jit=FLAGS.jit)
+    steps_per_call = FLAGS.steps_per_call or default_steps_per_call("device", device, FLAGS.steps)
     results = {
         "benchmark": "throughput",
         "command": "python -m benchmarks.throughput "
@@ -107,6 +133,7 @@ def main(argv):
                 "batch_size",
                 "width",
                 "steps",
+                "steps_per_call",
                 "pipeline_images",
                 "pipeline_epochs",
                 "jit",
@@ -114,7 +141,10 @@ def main(argv):
         ),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "precision": precision,
-        "training_images_per_s": training_images_per_s(config, precision, FLAGS.steps),
+        "steps_per_call": steps_per_call,
+        "training_images_per_s": training_images_per_s(
+            config, precision, FLAGS.steps, steps_per_call
+        ),
     }
     for mode, rate in results["training_images_per_s"].items():
         print(f"training, {mode.replace('_', ' ')}: {rate:,.0f} images/s")

@@ -49,7 +49,7 @@ def test_trains_and_writes_finite_results(data_dir, tmp_path, augment):
     assert results["steps_per_epoch"] == 6
     assert results["config"]["precision"] == "float32"  # the CPU default
     assert results["config"]["augment"] == augment
-    assert results["config"]["steps_per_call"] == (6 if augment == "device" else 1)
+    assert results["config"]["steps_per_call"] == 1  # on a CPU, XLA loops are slow
     assert results["data"] == {
         "source": f"folder {data_dir}",
         "train_images": 200,

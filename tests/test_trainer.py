@@ -7,7 +7,7 @@ from keras import ops
 from scipy import special
 
 from tf_resnet9 import augment, backends
-from tf_resnet9.inputs import DeviceInput, EvalSet
+from tf_resnet9.inputs import DeviceInput, EvalSet, evaluate
 from tf_resnet9.model import resnet9
 from tf_resnet9.optimizer import NesterovSGD
 from tf_resnet9.schedule import PiecewiseLinear
@@ -92,12 +92,12 @@ def test_evaluate_counts_only_real_images():
     test_labels = RNG.integers(0, 10, 21).astype(np.int32)
     eval_set = EvalSet.build(test_images, test_labels, 8)  # 3 batches, 3 padding images
     assert eval_set.images.shape == (3, 8, 32, 32, 3) and eval_set.count == 21
-    loss_sum, correct = trainer.evaluate(trainer.initial_state(), *eval_set[:3])
+    mean_loss, accuracy = evaluate(trainer, trainer.initial_state(), eval_set)
     logits = trainer.model.predict(ops.convert_to_numpy(augment.normalize(test_images)), verbose=0)
     expected_loss = -special.log_softmax(logits, axis=-1)[np.arange(21), test_labels].sum()
     # float32 sums of 21 terms, compiled vs. Keras predict: a few ulp each.
-    np.testing.assert_allclose(float(loss_sum), expected_loss, rtol=1e-5)
-    assert float(correct) == (logits.argmax(-1) == test_labels).sum()
+    np.testing.assert_allclose(mean_loss * 21, expected_loss, rtol=1e-5)
+    assert accuracy * 21 == pytest.approx((logits.argmax(-1) == test_labels).sum(), abs=1e-9)
 
 
 def test_discarded_updates_leave_the_model_untouched():

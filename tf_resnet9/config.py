@@ -35,7 +35,7 @@ class TrainConfig:
     precision: str | None = None  # None: mixed_bfloat16 on a bf16 GPU, float32 on CPU
     jit: bool = True  # XLA-compile the train and eval steps
     augment: str | None = None  # None: "host" (tf.data) on TensorFlow, "device" on JAX
-    steps_per_call: int | None = None  # None: a whole epoch per call ("device"), 1 ("host")
+    steps_per_call: int | None = None  # None: an epoch per call (device augment, GPU), else 1
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images
     test_limit: int | None = None  # use only the first N test images

@@ -47,7 +47,8 @@ flags.DEFINE_enum(
 flags.DEFINE_integer(
     "steps_per_call",
     None,
-    "Training steps per compiled call. Unset: a whole epoch with --augment device, 1 with host.",
+    "Training steps per compiled call. Unset: a whole epoch with --augment device on a GPU, "
+    "else 1 (XLA's CPU backend runs convolutions in loops far slower).",
     lower_bound=1,
 )
 flags.DEFINE_enum("init", _DEFAULTS.init, INITS, "Conv/dense kernel initialisation.")

@@ -116,6 +116,10 @@ class Trainer:
             return state, CallMetrics(totals.loss_sum + loss, totals.correct + correct, first)
 
         zero = CallMetrics(ops.zeros((), "float32"), ops.zeros((), "int32"), -ops.ones((), "int32"))
+        if count == 1:
+            # XLA's CPU backend runs convolutions inside a loop ~70x slower than outside one
+            # (measured on ResNet9, TensorFlow and JAX alike): one step needs no loop.
+            return step(0, (state, zero))
         return ops.fori_loop(0, count, step, (state, zero))
 
     def _host_steps(self, state, images, labels):
@@ -140,29 +144,20 @@ class Trainer:
         return self._steps(state, batches.shape[0], batch)
 
     def _evaluate(self, state, images, labels, weights):
-        """Summed loss and correct predictions over batches, in inference mode.
+        """Summed loss and correct predictions of one batch, in inference mode.
 
         Args:
             state: As returned by the last step function.
-            images: uint8 (S, B, 32, 32, 3).
-            labels: int32 (S, B).
-            weights: float32 (S, B): 1 for real images, 0 for the padding of the last batch.
+            images: uint8 (B, 32, 32, 3).
+            labels: int32 (B,).
+            weights: float32 (B,): 1 for real images, 0 for padding.
         """
         values = self._values(state)
-
-        def add_batch(i, totals):
-            logits, _ = self.model.stateless_call(
-                values.trainable,
-                values.non_trainable,
-                augment.normalize(images[i]),
-                training=False,
-            )
-            correct = ops.cast(ops.argmax(logits, axis=-1) == labels[i], "float32")
-            loss = cross_entropy(labels[i], logits)
-            return totals[0] + ops.sum(loss * weights[i]), totals[1] + ops.sum(correct * weights[i])
-
-        zero = ops.zeros((), "float32")
-        return ops.fori_loop(0, images.shape[0], add_batch, (zero, zero))
+        logits, _ = self.model.stateless_call(
+            values.trainable, values.non_trainable, augment.normalize(images), training=False
+        )
+        correct = ops.cast(ops.argmax(logits, axis=-1) == labels, "float32")
+        return ops.sum(cross_entropy(labels, logits) * weights), ops.sum(correct * weights)
 
 
 class StatelessTrainer(Trainer):
