@@ -12,15 +12,12 @@ benchmarks/results/, and prints a table.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import io
-import sys
 
 from absl import app, flags
 
-from benchmarks.summary import format_table, summarize
+from benchmarks.report import write_report
 from tf_resnet9.config import AUGMENT_MODES, PRECISIONS, TrainConfig
-from tf_resnet9.results import write_json_atomic
 from tf_resnet9.training import train_and_evaluate
 
 flags.DEFINE_string("data_dir", None, "CIFAR-10 (see python -m tf_resnet9.train --help).")
@@ -72,22 +69,14 @@ def main(argv):
             f"(compile {run['compile_time_s']:.1f} s)",
             flush=True,
         )
-    device_name = runs[0]["device"]["name"]
-    summary = summarize(runs, device_name, FLAGS.width)
-    stamp = datetime.datetime.now(datetime.timezone.utc)
-    report = {
-        "benchmark": "dawnbench",
-        "command": " ".join(["python -m benchmarks.dawnbench", *sys.argv[1:]]),
-        "date_utc": stamp.isoformat(timespec="seconds"),
-        "device": runs[0]["device"],
-        "config": dataclasses.asdict(config) | {"seed": "per run"},
-        "summary": summary,
-        "runs": runs,
-    }
-    print(format_table(f"tf_resnet9 on {device_name}", runs, summary))
-    out = FLAGS.out or f"benchmarks/results/dawnbench-{stamp:%Y%m%d-%H%M%S}.json"
-    write_json_atomic(out, report)
-    print(f"results: {out}")
+    write_report(
+        "dawnbench",
+        f"tf_resnet9 on {runs[0]['device']['name']}",
+        runs,
+        runs[0]["device"],
+        dataclasses.asdict(config) | {"seed": "per run"},
+        FLAGS.out,
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import math
 import keras
 import pytest
 
-from benchmarks.summary import RESNET9_FORWARD_FLOPS, bf16_peak, format_table, summarize
+from benchmarks.report import RESNET9_FORWARD_FLOPS, bf16_peak, format_table, summarize
 from tf_resnet9.model import resnet9
 
 

@@ -50,10 +50,10 @@ def current_device() -> Device:
             if capability is not None:
                 capability = tuple(int(part) for part in str(capability).split(".")[:2])
             return Device("gpu", device.device_kind, capability)
-    return Device("cpu", _cpu_name())
+    return Device("cpu", cpu_name())
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     """e.g. "AMD EPYC, 2 cores" (Linux reports the model in /proc/cpuinfo)."""
     name = platform.processor() or platform.machine()
     try:

@@ -1,8 +1,12 @@
-"""Summaries shared by the DAWNBench-style benchmarks: accuracy over seeds, time, FLOP use."""
+"""The report of a DAWNBench-style benchmark: accuracy over seeds, time, FLOP use, JSON."""
 
 from __future__ import annotations
 
+import datetime
 import statistics
+import sys
+
+from tf_resnet9.results import write_json_atomic
 
 TARGET_ACCURACY = 0.94
 
@@ -86,3 +90,34 @@ def format_table(title: str, runs: list[dict], summary: dict) -> str:
         f"MFU {'n/a' if mfu is None else f'{mfu:.1%}'}"
     )
     return "\n".join(lines)
+
+
+def write_report(
+    benchmark: str, title: str, runs: list[dict], device: dict, config: dict, out: str | None
+) -> dict:
+    """Summarises `runs`, prints the table and writes the JSON report; returns the report.
+
+    Args:
+        benchmark: The module name under benchmarks/, e.g. "dawnbench".
+        title: The table's first line.
+        runs: One dict per run (see `summarize` and `format_table`).
+        device: {"kind", "name"} of the device the runs used.
+        config: The settings shared by the runs (with "width").
+        out: JSON path; None: benchmarks/results/<benchmark>-<UTC time>.json.
+    """
+    summary = summarize(runs, device["name"], config.get("width", 1.0))
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    report = {
+        "benchmark": benchmark,
+        "command": " ".join([f"python -m benchmarks.{benchmark}", *sys.argv[1:]]),
+        "date_utc": stamp.isoformat(timespec="seconds"),
+        "device": device,
+        "config": config,
+        "summary": summary,
+        "runs": runs,
+    }
+    print(format_table(title, runs, summary))
+    out = out or f"benchmarks/results/{benchmark}-{stamp:%Y%m%d-%H%M%S}.json"
+    write_json_atomic(out, report)
+    print(f"results: {out}")
+    return report
