@@ -102,6 +102,24 @@ def test_kernel_init_bounds(init, factor):
         )
 
 
+def test_every_layer_draws_its_own_weights(full_model):
+    # The residual convs of a block have equal shapes; a shared initializer would give them
+    # equal weights (a bug the parity tests found). Two independent draws never coincide.
+    kernels = [layer.kernel.numpy() for layer in conv_and_dense(full_model)]
+    for i, a in enumerate(kernels):
+        for b in kernels[i + 1 :]:
+            assert a.shape != b.shape or not np.array_equal(a, b)
+
+
+def test_init_is_reproducible_under_a_seed():
+    first, second = [], []
+    for weights in (first, second):
+        keras.utils.set_random_seed(3)
+        weights.extend(v.numpy() for v in resnet9(width=0.0625).trainable_variables)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_width_scales_channels():
     model = resnet9(width=0.125)
     assert model.get_layer("prep_conv").filters == 8

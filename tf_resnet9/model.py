@@ -66,7 +66,7 @@ def resnet9(
         raise ValueError(f"width={width!r} is invalid: expected a number > 0.")
     if not logit_scale > 0:
         raise ValueError(f"logit_scale={logit_scale!r} is invalid: expected a number > 0.")
-    initializer = kernel_initializer(init)
+    kernel_initializer(init)  # validates `init` before any layer is built
     channels = {name: max(1, round(c * width)) for name, c in BASE_CHANNELS.items()}
 
     def conv_bn_relu(x, filters, name):
@@ -75,7 +75,9 @@ def resnet9(
             3,
             padding="same",
             use_bias=False,
-            kernel_initializer=initializer,
+            # A fresh initializer per layer: an unseeded Keras initializer fixes its seed
+            # when created, so one shared instance gives same-shaped layers equal weights.
+            kernel_initializer=kernel_initializer(init),
             dtype=dtype,
             name=f"{name}_conv",
         )(x)
@@ -105,7 +107,11 @@ def resnet9(
     x = layers.MaxPooling2D(4, dtype=dtype, name="pool")(x)  # (B, 1, 1, 512)
     x = layers.Flatten(dtype=dtype, name="flatten")(x)
     x = layers.Dense(
-        num_classes, use_bias=False, kernel_initializer=initializer, dtype=dtype, name="linear"
+        num_classes,
+        use_bias=False,
+        kernel_initializer=kernel_initializer(init),
+        dtype=dtype,
+        name="linear",
     )(x)
     # float32 logits: the softmax cross-entropy of bf16 logits loses precision.
     logits = layers.Rescaling(logit_scale, dtype="float32", name="logits")(x)
