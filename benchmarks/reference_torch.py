@@ -1,0 +1,225 @@
+r"""The PyTorch reference of the parity tests, run as fast as PyTorch allows: the baseline.
+
+    python -m benchmarks.reference_torch --data_dir $CIFAR10_DIR --seeds 5
+
+The network, optimizer (summed loss, lr inside the velocity), schedule and random draws are
+`tests.parity.reference`; what this adds is speed: the training set on the GPU, augmentation
+batched there, bf16 autocast, channels_last, cuDNN autotuning, and optionally
+`torch.compile`. Timing follows the same DAWNBench rules as `benchmarks.dawnbench` (warm-up
+before the clock, preprocessing inside it, evaluation excluded) and the JSON has the same
+fields, so the two files compare run for run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import platform
+import time
+
+import numpy as np
+import torch
+from absl import app, flags
+
+from benchmarks.report import write_report
+from tests.parity import reference
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.data import load_cifar10
+from tf_resnet9.hardware import cpu_name
+
+flags.DEFINE_string("data_dir", None, "CIFAR-10 (see python -m tf_resnet9.train --help).")
+flags.DEFINE_integer("seeds", 5, "Runs, with seeds first_seed, first_seed + 1, ...", lower_bound=1)
+flags.DEFINE_integer("first_seed", 0, "Seed of the first run.")
+flags.DEFINE_integer("epochs", TrainConfig.epochs, "Epochs per run.", lower_bound=1)
+flags.DEFINE_integer("batch_size", TrainConfig.batch_size, "Images per step.", lower_bound=1)
+flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0: the recipe).")
+flags.DEFINE_enum("precision", None, ["float32", "bfloat16"], "Unset: bfloat16 on a GPU.")
+flags.DEFINE_boolean("compile", False, "torch.compile the model.")
+flags.DEFINE_integer("train_limit", None, "Use only the first N training images.")
+flags.DEFINE_string("out", None, "JSON path. Unset: benchmarks/results/reference-<time>.json.")
+FLAGS = flags.FLAGS
+
+
+def batched_augment(padded: torch.Tensor, draws: reference.Draws) -> torch.Tensor:
+    """`reference.augment` for a whole batch at once, on its device.
+
+    Args:
+        padded: (B, C, 40, 40) normalised, reflect-padded images.
+        draws: One draw per image, on the same device.
+
+    Returns:
+        (B, C, 32, 32): cropped at (crop_y, crop_x), mirrored where flip is 1, and an 8x8
+        square from (cutout_y, cutout_x) set to 0.
+    """
+    offsets = torch.arange(reference.CROP, device=padded.device)
+    rows = draws.crop_y[:, None] + offsets  # (B, 32)
+    cols = draws.crop_x[:, None] + offsets
+    cols = torch.where(draws.flip[:, None].bool(), cols.flip(1), cols)  # mirror = read backwards
+    batch = torch.arange(padded.shape[0], device=padded.device)[:, None, None]
+    images = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B,32,32,C)
+    in_rows = (offsets >= draws.cutout_y[:, None]) & (
+        offsets < draws.cutout_y[:, None] + reference.CUTOUT
+    )
+    in_cols = (offsets >= draws.cutout_x[:, None]) & (
+        offsets < draws.cutout_x[:, None] + reference.CUTOUT
+    )
+    square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+    return images.masked_fill(square, 0.0).permute(0, 3, 1, 2)
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run of the reference on `device`."""
+
+    device: torch.device
+    width: float
+    batch_size: int
+    epochs: int
+    autocast: torch.dtype | None
+    compile: bool
+
+    def build(self, seed: int):
+        torch.manual_seed(seed)
+        model = reference.ResNet9(self.width).to(self.device, memory_format=torch.channels_last)
+        forward = torch.compile(model) if self.compile else model
+        return model, forward
+
+    def step(self, model, forward, optimizer, images, labels, lr):
+        reference.set_lr(optimizer, lr, self.batch_size)
+        with torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None):
+            logits = forward(images.contiguous(memory_format=torch.channels_last))
+        loss = reference.summed_loss(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach() / self.batch_size
+
+    def evaluate(self, model, forward, images, labels) -> float:
+        model.eval()
+        correct = torch.zeros((), device=self.device)
+        with (
+            torch.no_grad(),
+            torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None),
+        ):
+            for start in range(0, len(images), self.batch_size):
+                logits = forward(images[start : start + self.batch_size])
+                correct += (logits.argmax(-1) == labels[start : start + self.batch_size]).sum()
+        model.train()
+        return correct.item() / len(images)
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def __call__(self, seed: int, train, test) -> dict:
+        wall_start = time.perf_counter()
+        (x_train, y_train), (x_test, y_test) = train, test
+        steps = len(x_train) // self.batch_size
+        knots = TrainConfig(epochs=self.epochs).lr_knots
+        model, forward = self.build(seed)
+        initial = copy.deepcopy(model.state_dict())
+
+        # Warm-up before the clock: cuDNN autotuning (and torch.compile) on random batches of
+        # the real shapes, then the initial weights back and a fresh optimizer.
+        compile_start = time.perf_counter()
+        warm_optimizer = reference.RecipeSGD(model.parameters())
+        fake = torch.randn(self.batch_size, 3, 32, 32, device=self.device)
+        fake_labels = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+        for _ in range(3):
+            self.step(model, forward, warm_optimizer, fake, fake_labels, 0.0)
+        self.evaluate(model, forward, fake, fake_labels)
+        model.load_state_dict(initial)
+        self.sync()
+        compile_time = time.perf_counter() - compile_start
+
+        clock_start = time.perf_counter()  # raw arrays in memory: preprocessing is timed
+        padded = reference.reflect_pad(reference.normalise(x_train).to(self.device))
+        labels = torch.from_numpy(y_train.astype(np.int64)).to(self.device)
+        test_images = reference.normalise(x_test).to(self.device)
+        test_labels = torch.from_numpy(y_test.astype(np.int64)).to(self.device)
+        optimizer = reference.RecipeSGD(model.parameters())
+        generator = torch.Generator().manual_seed(seed)
+        eval_time, k, accuracy = 0.0, 0, 0.0
+        for _ in range(self.epochs):
+            order = torch.randperm(len(x_train), generator=generator)[: steps * self.batch_size]
+            order = order.to(self.device).view(steps, self.batch_size)
+            draws = reference.Draws(
+                *(
+                    d.to(self.device).view(steps, -1)
+                    for d in reference.draw(order.numel(), generator)
+                )
+            )
+            for s in range(steps):
+                k += 1
+                step_draws = reference.Draws(*(d[s] for d in draws))
+                images = batched_augment(padded[order[s]], step_draws)
+                lr = float(np.interp(k / steps, *knots))  # the recipe: interp(k / steps)
+                self.step(model, forward, optimizer, images, labels[order[s]], lr)
+            self.sync()
+            eval_start = time.perf_counter()
+            accuracy = self.evaluate(model, forward, test_images, test_labels)
+            eval_time += time.perf_counter() - eval_start
+        training_time = time.perf_counter() - clock_start - eval_time
+        return {
+            "seed": seed,
+            "test_accuracy": accuracy,
+            "training_time_s": training_time,
+            "compile_time_s": compile_time,
+            "eval_time_s": eval_time,
+            "wall_time_s": time.perf_counter() - wall_start,
+            "images_per_s": self.epochs * steps * self.batch_size / training_time,
+        }
+
+
+def device_record(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"kind": "gpu", "name": torch.cuda.get_device_name(device)}
+    return {"kind": "cpu", "name": cpu_name()}
+
+
+def main(argv):
+    del argv
+    reference.disable_tf32()
+    torch.backends.cudnn.benchmark = True  # autotune convolutions (done in the warm-up)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = FLAGS.precision or ("bfloat16" if device.type == "cuda" else "float32")
+    run = Run(
+        device,
+        FLAGS.width,
+        FLAGS.batch_size,
+        FLAGS.epochs,
+        torch.bfloat16 if precision == "bfloat16" else None,
+        FLAGS.compile,
+    )
+    (x_train, y_train), test = load_cifar10(FLAGS.data_dir)
+    train = (x_train[: FLAGS.train_limit], y_train[: FLAGS.train_limit])
+    record = device_record(device)
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "numpy": np.__version__,
+    }
+    runs = []
+    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
+        result = run(seed, train, test) | {"device": record, "versions": versions}
+        runs.append(result)
+        print(
+            f"seed {seed}: {result['test_accuracy']:.2%} in {result['training_time_s']:.2f} s",
+            flush=True,
+        )
+    config = {
+        "epochs": FLAGS.epochs,
+        "batch_size": FLAGS.batch_size,
+        "width": FLAGS.width,
+        "precision": precision,
+        "compile": FLAGS.compile,
+        "train_limit": FLAGS.train_limit,
+    }
+    write_report(
+        "reference_torch", f"PyTorch reference on {record['name']}", runs, record, config, FLAGS.out
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,108 @@
+"""The benchmark scripts end to end on tiny data: they run and their reports compare field for
+field. Their figures are measured in benchmarks/, never here."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.cifar_files import fake_cifar10, write_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--seeds", "2", "--epochs", "1", "--batch_size", "32", "--width", "0.0625"]
+RUN_FIELDS = {
+    "seed",
+    "test_accuracy",
+    "training_time_s",
+    "compile_time_s",
+    "eval_time_s",
+    "wall_time_s",
+    "images_per_s",
+    "device",
+    "versions",
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    # 5 x 20 = 100 training images (3 steps of 32), 20 test images.
+    return write_folder(tmp_path_factory.mktemp("cifar"), fake_cifar10(train_per_batch=20, test=20))
+
+
+def run_benchmark(module: str, data_dir: str, out) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--data_dir", data_dir, "--out", out, *TINY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "seed" in result.stdout and f"results: {out}" in result.stdout
+    return json.loads(out.read_text())
+
+
+def check_report(report: dict, benchmark: str) -> None:
+    assert report["benchmark"] == benchmark
+    assert [run["seed"] for run in report["runs"]] == [0, 1]
+    for run in report["runs"]:
+        assert RUN_FIELDS <= run.keys()
+        assert 0.0 <= run["test_accuracy"] <= 1.0
+        assert run["training_time_s"] > 0 and run["images_per_s"] > 0
+    summary = report["summary"]
+    assert summary["runs"] == 2
+    assert summary["min_test_accuracy"] <= summary["median_test_accuracy"]
+    assert summary["model_flop_utilization"] is None  # no bf16 peak for a CPU, and narrow
+
+
+def test_dawnbench_writes_a_report(data_dir, tmp_path):
+    check_report(run_benchmark("dawnbench", data_dir, tmp_path / "dawnbench.json"), "dawnbench")
+
+
+class TestReferenceTorch:
+    torch = pytest.importorskip("torch")
+
+    def test_writes_a_report_like_dawnbench(self, data_dir, tmp_path):
+        report = run_benchmark("reference_torch", data_dir, tmp_path / "reference.json")
+        check_report(report, "reference_torch")
+        assert report["config"]["precision"] == "float32"  # the CPU default
+
+    def test_batched_augment_equals_the_reference_image_by_image(self):
+        from benchmarks.reference_torch import batched_augment
+        from tests.parity import reference
+
+        generator = self.torch.Generator().manual_seed(0)
+        images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+        padded = reference.reflect_pad(reference.normalise(images))
+        draws = reference.draw(len(images), generator)
+        # 64 draws cover both flips and crop and cutout offsets at their extremes often
+        # enough that a transposed or off-by-one index shows; the equality is exact.
+        expected = reference.augment(padded, draws)
+        self.torch.testing.assert_close(batched_augment(padded, draws), expected, rtol=0, atol=0)
+
+
+def test_throughput_writes_its_figures(tmp_path):
+    out = tmp_path / "throughput.json"
+    flags = {"width": 0.0625, "batch_size": 16, "steps": 2, "pipeline_images": 256}
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.throughput", "--out", str(out)]
+        + [f"--{name}={value}" for name, value in flags.items()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    rates = report["training_images_per_s"]
+    assert set(rates) == {"prepared_batches", "device_augmentation"}
+    assert all(rate > 0 for rate in rates.values())
+    # tf.data, and so its figure, exists on the TensorFlow backend only.
+    has_pipeline = keras.backend.backend() == "tensorflow"
+    assert ("pipeline_images_per_s" in report) == has_pipeline
+    if has_pipeline:
+        assert len(report["pipeline_images_per_s_each_epoch"]) == 5
