@@ -17,32 +17,15 @@ import io
 from absl import app, flags
 
 from benchmarks.report import write_report
+from benchmarks.runs import RUN_FIELDS, define_run_flags
 from tf_resnet9.config import AUGMENT_MODES, PRECISIONS, TrainConfig
 from tf_resnet9.training import train_and_evaluate
 
-flags.DEFINE_string("data_dir", None, "CIFAR-10 (see python -m tf_resnet9.train --help).")
-flags.DEFINE_integer("seeds", 5, "Runs, with seeds 0..N-1.", lower_bound=1)
-flags.DEFINE_integer("first_seed", 0, "Seed of the first run.")
-flags.DEFINE_integer("epochs", TrainConfig.epochs, "Epochs per run.", lower_bound=1)
-flags.DEFINE_integer("batch_size", TrainConfig.batch_size, "Images per step.", lower_bound=1)
-flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0: the recipe).")
+define_run_flags("dawnbench")
 flags.DEFINE_enum("precision", None, PRECISIONS, "Unset: the device's default.")
 flags.DEFINE_enum("augment", None, AUGMENT_MODES, "Unset: the backend's default.")
 flags.DEFINE_integer("steps_per_call", None, "Unset: the default of --augment.")
-flags.DEFINE_integer("train_limit", None, "Use only the first N training images.")
-flags.DEFINE_string("out", None, "JSON path. Unset: benchmarks/results/dawnbench-<time>.json.")
 FLAGS = flags.FLAGS
-
-RUN_FIELDS = (
-    "test_accuracy",
-    "training_time_s",
-    "compile_time_s",
-    "eval_time_s",
-    "wall_time_s",
-    "images_per_s",
-    "device",
-    "versions",
-)
 
 
 def main(argv):

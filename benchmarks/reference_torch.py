@@ -22,21 +22,15 @@ import torch
 from absl import app, flags
 
 from benchmarks.report import write_report
+from benchmarks.runs import define_run_flags
 from tests.parity import reference
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.data import load_cifar10
 from tf_resnet9.hardware import cpu_name
 
-flags.DEFINE_string("data_dir", None, "CIFAR-10 (see python -m tf_resnet9.train --help).")
-flags.DEFINE_integer("seeds", 5, "Runs, with seeds first_seed, first_seed + 1, ...", lower_bound=1)
-flags.DEFINE_integer("first_seed", 0, "Seed of the first run.")
-flags.DEFINE_integer("epochs", TrainConfig.epochs, "Epochs per run.", lower_bound=1)
-flags.DEFINE_integer("batch_size", TrainConfig.batch_size, "Images per step.", lower_bound=1)
-flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0: the recipe).")
+define_run_flags("reference_torch")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16"], "Unset: bfloat16 on a GPU.")
 flags.DEFINE_boolean("compile", False, "torch.compile the model.")
-flags.DEFINE_integer("train_limit", None, "Use only the first N training images.")
-flags.DEFINE_string("out", None, "JSON path. Unset: benchmarks/results/reference-<time>.json.")
 FLAGS = flags.FLAGS
 
 

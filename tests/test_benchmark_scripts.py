@@ -10,21 +10,11 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks.runs import RUN_FIELDS
 from tests.cifar_files import fake_cifar10, write_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--seeds", "2", "--epochs", "1", "--batch_size", "32", "--width", "0.0625"]
-RUN_FIELDS = {
-    "seed",
-    "test_accuracy",
-    "training_time_s",
-    "compile_time_s",
-    "eval_time_s",
-    "wall_time_s",
-    "images_per_s",
-    "device",
-    "versions",
-}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def check_report(report: dict, benchmark: str) -> None:
     assert report["benchmark"] == benchmark
     assert [run["seed"] for run in report["runs"]] == [0, 1]
     for run in report["runs"]:
-        assert RUN_FIELDS <= run.keys()
+        assert {"seed", *RUN_FIELDS} <= run.keys()
         assert 0.0 <= run["test_accuracy"] <= 1.0
         assert run["training_time_s"] > 0 and run["images_per_s"] > 0
     summary = report["summary"]

@@ -82,23 +82,24 @@ def test_offline_without_data_lists_every_place(tmp_path, monkeypatch):
     assert "tensorflow-datasets" in message and "--data_dir" in message
 
 
-def test_truncated_batch_names_the_file(tmp_path, batches):
-    folder = write_folder(tmp_path, batches)
-    path = os.path.join(folder, "data_batch_3")
+def truncate(path: str) -> None:
+    """Cuts the file to its first half, as an interrupted download or copy leaves it."""
     with open(path, "rb") as f:
         content = f.read()
     with open(path, "wb") as f:
         f.write(content[: len(content) // 2])
+
+
+def test_truncated_batch_names_the_file(tmp_path, batches):
+    folder = write_folder(tmp_path, batches)
+    truncate(os.path.join(folder, "data_batch_3"))
     with pytest.raises(DatasetError, match="data_batch_3: truncated or corrupt"):
         load_cifar10(folder)
 
 
 def test_truncated_archive_names_the_archive(tmp_path, batches):
     archive = write_archive(tmp_path, batches)
-    with open(archive, "rb") as f:
-        content = f.read()
-    with open(archive, "wb") as f:
-        f.write(content[: len(content) // 2])
+    truncate(archive)
     with pytest.raises(DatasetError, match="cifar-10-python.tar.gz"):
         load_cifar10(archive)
 
