@@ -113,7 +113,13 @@ class Trainer:
             first = ops.where(
                 (totals.first_nonfinite < 0) & ~ops.isfinite(loss), i, totals.first_nonfinite
             )
-            return state, CallMetrics(totals.loss_sum + loss, totals.correct + correct, first)
+            # The totals keep their dtypes whatever the model computes in (a loop's carry
+            # must): a float64 model's loss and 64-bit integer sums are cast back.
+            return state, CallMetrics(
+                totals.loss_sum + ops.cast(loss, "float32"),
+                totals.correct + ops.cast(correct, "int32"),
+                first,
+            )
 
         zero = CallMetrics(ops.zeros((), "float32"), ops.zeros((), "int32"), -ops.ones((), "int32"))
         if count == 1:
