@@ -76,20 +76,19 @@ def _build_activation_map() -> dict[str, str]:
 ACTIVATION_MAP: dict[str, str] = _build_activation_map()
 
 
+# Axis orders from torch's layout to Keras': conv (out, in, kh, kw) -> (kh, kw, in, out),
+# dense (out, in) -> (in, out); vectors (BatchNorm, biases) are the same in both.
+TO_KERAS_AXES = {CONV: (2, 3, 1, 0), DENSE: (1, 0)}
+
+
 def to_keras_layout(array: np.ndarray, layout: str) -> np.ndarray:
-    if layout == CONV:
-        return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
-    if layout == DENSE:
-        return np.ascontiguousarray(array.T)
-    return array
+    axes = TO_KERAS_AXES.get(layout)
+    return array if axes is None else np.ascontiguousarray(array.transpose(axes))
 
 
 def to_torch_layout(array: np.ndarray, layout: str) -> np.ndarray:
-    if layout == CONV:
-        return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
-    if layout == DENSE:
-        return np.ascontiguousarray(array.T)
-    return array
+    axes = TO_KERAS_AXES.get(layout)
+    return array if axes is None else np.ascontiguousarray(array.transpose(np.argsort(axes)))
 
 
 def keras_variables(model) -> dict[str, object]:
