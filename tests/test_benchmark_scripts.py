@@ -2,9 +2,6 @@
 field. Their figures are measured in benchmarks/, never here."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,8 +9,8 @@ import pytest
 
 from benchmarks.runs import RUN_FIELDS
 from tests.cifar_files import fake_cifar10, write_folder
+from tests.commands import run_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--seeds", "2", "--epochs", "1", "--batch_size", "32", "--width", "0.0625"]
 
 
@@ -24,13 +21,7 @@ def data_dir(tmp_path_factory):
 
 
 def run_benchmark(module: str, data_dir: str, out) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", "--data_dir", data_dir, "--out", out, *TINY],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module(f"benchmarks.{module}", "--data_dir", data_dir, "--out", out, *TINY)
     assert result.returncode == 0, result.stderr
     assert "seed" in result.stdout and f"results: {out}" in result.stdout
     return json.loads(out.read_text())
@@ -78,13 +69,8 @@ class TestReferenceTorch:
 def test_throughput_writes_its_figures(tmp_path):
     out = tmp_path / "throughput.json"
     flags = {"width": 0.0625, "batch_size": 16, "steps": 2, "pipeline_images": 256}
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.throughput", "--out", str(out)]
-        + [f"--{name}={value}" for name, value in flags.items()],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_module(
+        "benchmarks.throughput", "--out", out, *(f"--{name}={v}" for name, v in flags.items())
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())

@@ -3,32 +3,24 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
 from tests.cifar_files import fake_cifar10, write_folder
+from tests.commands import run_module
 from tf_resnet9 import augment
 from tf_resnet9.data import load_cifar10
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--width", "0.0625", "--batch_size", "32"]
 # The subprocesses inherit KERAS_BACKEND; tf.data (host augmentation) needs TensorFlow.
 BACKEND = keras.backend.backend()
 AUGMENT_MODES = ["host", "device"] if BACKEND == "tensorflow" else ["device"]
 
 
-def run_cli(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "tf_resnet9.train", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_cli(*args):
+    return run_module("tf_resnet9.train", *args)
 
 
 @pytest.fixture(scope="module")
