@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import platform
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ from tests.parity import reference
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.data import load_cifar10
 from tf_resnet9.hardware import cpu_name
+from tf_resnet9.results import library_versions
 
 define_run_flags("reference_torch")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16"], "Unset: bfloat16 on a GPU.")
@@ -188,12 +188,7 @@ def main(argv):
     (x_train, y_train), test = load_cifar10(FLAGS.data_dir)
     train = (x_train[: FLAGS.train_limit], y_train[: FLAGS.train_limit])
     record = device_record(device)
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "numpy": np.__version__,
-    }
+    versions = library_versions() | {"cuda": torch.version.cuda}
     runs = []
     for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
         result = run(seed, train, test) | {"device": record, "versions": versions}

@@ -10,7 +10,17 @@ import tempfile
 
 import keras
 
-_PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "jaxlib", "numpy", "absl-py")
+# torch: the parity reference and the PyTorch baseline record their versions here too.
+_PACKAGES = (
+    "keras",
+    "tensorflow",
+    "tensorflow-datasets",
+    "jax",
+    "jaxlib",
+    "numpy",
+    "absl-py",
+    "torch",
+)
 
 
 def library_versions() -> dict[str, str]:
