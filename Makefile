@@ -1,4 +1,5 @@
-# Two commands on a fresh machine:  `make run` (set up, then train)  and  `make test`.
+# Two commands on a fresh machine (README.org):  `make run` (set up .venv, then train)  and
+# `.venv/bin/python -m pytest` (the tests; `make test` is the same).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,29 +12,29 @@ RUN_FLAGS ?= $(if $(HAVE_GPU),--epochs 24,--width 0.25 --epochs 2 --train_limit 
 
 JAX_VENV ?= .venv-jax
 
-.PHONY: run test test-jax lint
+.PHONY: setup run test test-jax lint
 
-run: $(VENV)/.installed
+# The package with TensorFlow and the test tools (pytest, scipy, ruff, and torch for the
+# parity tests).
+setup: $(VENV)/.installed
+
+run: setup
 	$(BIN)/python -m tf_resnet9.train $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(RUN_FLAGS)
 
-test: $(VENV)/.installed-test
+test: setup
 	$(BIN)/python -m pytest
 
 # The same tests on Keras' JAX backend with TensorFlow absent (tf.data tests deselected).
 test-jax: $(JAX_VENV)/.installed
 	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -m "not tensorflow"
 
-lint: $(VENV)/.installed-test
+lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 $(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements.txt -e .
-	touch $@
-
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -e '.[test]' ruff==0.17.6
+	$(BIN)/pip install -r requirements.txt -e '.[test]' ruff==0.17.6
 	touch $@
 
 $(JAX_VENV)/.installed: requirements-jax.txt setup.cfg pyproject.toml
