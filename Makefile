@@ -11,8 +11,10 @@ HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 RUN_FLAGS ?= $(if $(HAVE_GPU),--epochs 24,--width 0.25 --epochs 2 --train_limit 4096)
 
 JAX_VENV ?= .venv-jax
+# JAX's build: "jax" for the CPU; "jax[cuda12]" (or "jax[cuda13]") for an NVIDIA GPU.
+JAX ?= jax
 
-.PHONY: setup run test test-jax lint
+.PHONY: setup setup-jax run test test-jax lint
 
 # The package with TensorFlow and the test tools (pytest, scipy, ruff, and torch for the
 # parity tests).
@@ -23,6 +25,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Keras on JAX, without TensorFlow, in $(JAX_VENV). Train there with
+#   KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m tf_resnet9.train
+setup-jax: $(JAX_VENV)/.installed
 
 # The same tests on Keras' JAX backend with TensorFlow absent (tf.data tests deselected).
 test-jax: $(JAX_VENV)/.installed
@@ -40,5 +46,5 @@ $(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
 $(JAX_VENV)/.installed: requirements-jax.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(JAX_VENV)
 	$(JAX_VENV)/bin/pip install --upgrade pip
-	$(JAX_VENV)/bin/pip install -r requirements-jax.txt -e . pytest scipy
+	$(JAX_VENV)/bin/pip install -r requirements-jax.txt "$(JAX)==0.10.2" -e . pytest scipy
 	touch $@

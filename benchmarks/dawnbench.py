@@ -18,13 +18,10 @@ from absl import app, flags
 
 from benchmarks.report import write_report
 from benchmarks.runs import RUN_FIELDS, define_run_flags
-from tf_resnet9.config import AUGMENT_MODES, PRECISIONS, TrainConfig
-from tf_resnet9.training import train_and_evaluate
+from tf_resnet9.config_flags import config_from_flags
+from tf_resnet9.experiment import train_and_evaluate
 
-define_run_flags("dawnbench")
-flags.DEFINE_enum("precision", None, PRECISIONS, "Unset: the device's default.")
-flags.DEFINE_enum("augment", None, AUGMENT_MODES, "Unset: the backend's default.")
-flags.DEFINE_integer("steps_per_call", None, "Unset: the default of --augment.")
+CONFIG_FLAGS = define_run_flags("dawnbench", ("precision", "augment", "steps_per_call"))
 FLAGS = flags.FLAGS
 
 
@@ -32,16 +29,7 @@ def main(argv):
     del argv
     runs = []
     for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
-        config = TrainConfig(
-            epochs=FLAGS.epochs,
-            batch_size=FLAGS.batch_size,
-            width=FLAGS.width,
-            precision=FLAGS.precision,
-            augment=FLAGS.augment,
-            steps_per_call=FLAGS.steps_per_call,
-            seed=seed,
-            train_limit=FLAGS.train_limit,
-        )
+        config = config_from_flags(CONFIG_FLAGS, seed=seed)
         log = io.StringIO()  # the per-epoch tables would drown the summary
         results = train_and_evaluate(config, data_dir=FLAGS.data_dir, out=log)
         run = {"seed": seed} | {key: results[key] for key in RUN_FIELDS}

@@ -46,6 +46,7 @@ def all_rows() -> list[checks.Row]:
     rows += distributions.exact_augment_rows(images, cases.augment_draws(256, AUGMENT_SEED))
     rows += distributions.draw_rows(
         distributions.package_draws(distributions.DRAW_COUNT, AUGMENT_SEED),
+        distributions.device_draws(distributions.DRAW_COUNT, AUGMENT_SEED),
         distributions.reference_draws(distributions.DRAW_COUNT, AUGMENT_SEED),
         distributions.pipeline_draws(distributions.DRAW_COUNT, AUGMENT_SEED),
     )

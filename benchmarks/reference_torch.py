@@ -3,7 +3,7 @@ r"""The PyTorch reference of the parity tests, run as fast as PyTorch allows: th
     python -m benchmarks.reference_torch --data_dir $CIFAR10_DIR --seeds 5
 
 The network, optimizer (summed loss, lr inside the velocity), schedule and random draws are
-`tests.parity.reference`; what this adds is speed: the training set on the GPU, augmentation
+`reference.torch_recipe`; what this adds is speed: the training set on the GPU, augmentation
 batched there, bf16 autocast, channels_last, cuDNN autotuning, and optionally
 `torch.compile`. Timing follows the same DAWNBench rules as `benchmarks.dawnbench` (warm-up
 before the clock, preprocessing inside it, evaluation excluded) and the JSON has the same
@@ -22,43 +22,17 @@ from absl import app, flags
 
 from benchmarks.report import write_report
 from benchmarks.runs import define_run_flags
-from tests.parity import reference
+from reference import torch_recipe as reference
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.data import load_cifar10
+from tf_resnet9.config_flags import config_from_flags
+from tf_resnet9.data import balanced_subset, load_cifar10
 from tf_resnet9.hardware import cpu_name
 from tf_resnet9.results import library_versions
 
-define_run_flags("reference_torch")
+CONFIG_FLAGS = define_run_flags("reference_torch")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16"], "Unset: bfloat16 on a GPU.")
 flags.DEFINE_boolean("compile", False, "torch.compile the model.")
 FLAGS = flags.FLAGS
-
-
-def batched_augment(padded: torch.Tensor, draws: reference.Draws) -> torch.Tensor:
-    """`reference.augment` for a whole batch at once, on its device.
-
-    Args:
-        padded: (B, C, 40, 40) normalised, reflect-padded images.
-        draws: One draw per image, on the same device.
-
-    Returns:
-        (B, C, 32, 32): cropped at (crop_y, crop_x), mirrored where flip is 1, and an 8x8
-        square from (cutout_y, cutout_x) set to 0.
-    """
-    offsets = torch.arange(reference.CROP, device=padded.device)
-    rows = draws.crop_y[:, None] + offsets  # (B, 32)
-    cols = draws.crop_x[:, None] + offsets
-    cols = torch.where(draws.flip[:, None].bool(), cols.flip(1), cols)  # mirror = read backwards
-    batch = torch.arange(padded.shape[0], device=padded.device)[:, None, None]
-    images = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B,32,32,C)
-    in_rows = (offsets >= draws.cutout_y[:, None]) & (
-        offsets < draws.cutout_y[:, None] + reference.CUTOUT
-    )
-    in_cols = (offsets >= draws.cutout_x[:, None]) & (
-        offsets < draws.cutout_x[:, None] + reference.CUTOUT
-    )
-    square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
-    return images.masked_fill(square, 0.0).permute(0, 3, 1, 2)
 
 
 @dataclasses.dataclass
@@ -146,7 +120,7 @@ class Run:
             for s in range(steps):
                 k += 1
                 step_draws = reference.Draws(*(d[s] for d in draws))
-                images = batched_augment(padded[order[s]], step_draws)
+                images = reference.batched_augment(padded[order[s]], step_draws)
                 lr = float(np.interp(k / steps, *knots))  # the recipe: interp(k / steps)
                 self.step(model, forward, optimizer, images, labels[order[s]], lr)
             self.sync()
@@ -177,16 +151,20 @@ def main(argv):
     torch.backends.cudnn.benchmark = True  # autotune convolutions (done in the warm-up)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = FLAGS.precision or ("bfloat16" if device.type == "cuda" else "float32")
+    config = config_from_flags(CONFIG_FLAGS)  # validates them as the package does
     run = Run(
         device,
-        FLAGS.width,
-        FLAGS.batch_size,
-        FLAGS.epochs,
+        config.width,
+        config.batch_size,
+        config.epochs,
         torch.bfloat16 if precision == "bfloat16" else None,
         FLAGS.compile,
     )
-    (x_train, y_train), test = load_cifar10(FLAGS.data_dir)
-    train = (x_train[: FLAGS.train_limit], y_train[: FLAGS.train_limit])
+    (x_train, y_train), (x_test, y_test) = load_cifar10(FLAGS.data_dir)
+    # The same subsets as `python -m tf_resnet9.train` takes with these flags.
+    train = balanced_subset(y_train, config.train_limit, config.subset_seed)
+    test = balanced_subset(y_test, config.test_limit, config.subset_seed)
+    train, test = (x_train[train], y_train[train]), (x_test[test], y_test[test])
     record = device_record(device)
     versions = library_versions() | {"cuda": torch.version.cuda}
     runs = []
@@ -197,13 +175,9 @@ def main(argv):
             f"seed {seed}: {result['test_accuracy']:.2%} in {result['training_time_s']:.2f} s",
             flush=True,
         )
-    config = {
-        "epochs": FLAGS.epochs,
-        "batch_size": FLAGS.batch_size,
-        "width": FLAGS.width,
+    config = {name: getattr(config, name) for name in CONFIG_FLAGS} | {
         "precision": precision,
         "compile": FLAGS.compile,
-        "train_limit": FLAGS.train_limit,
     }
     write_report(
         "reference_torch", f"PyTorch reference on {record['name']}", runs, record, config, FLAGS.out

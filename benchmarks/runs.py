@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from tf_resnet9.config import TrainConfig
+from tf_resnet9.config_flags import define_config_flags
 
 # Every run of benchmarks.dawnbench and benchmarks.reference_torch has these, besides "seed".
 RUN_FIELDS = (
@@ -20,17 +20,23 @@ RUN_FIELDS = (
 )
 
 
-def define_run_flags(benchmark: str) -> None:
-    """Defines the flags both benchmarks take, with the same names, defaults and meaning."""
+# The training settings both benchmarks take, defined from `TrainConfig` (same names,
+# defaults and help as `python -m tf_resnet9.train`).
+SHARED_CONFIG_FLAGS = ("epochs", "batch_size", "width", "train_limit", "test_limit", "subset_seed")
+
+
+def define_run_flags(benchmark: str, config_flags: tuple[str, ...] = ()) -> list[str]:
+    """Defines the flags both benchmarks take, plus `config_flags` of `TrainConfig`.
+
+    Returns:
+        The names of the `TrainConfig` flags defined (for `config_from_flags`).
+    """
     flags.DEFINE_string("data_dir", None, "CIFAR-10 (see python -m tf_resnet9.train --help).")
     flags.DEFINE_integer(
         "seeds", 5, "Runs, with seeds first_seed, first_seed + 1, ...", lower_bound=1
     )
     flags.DEFINE_integer("first_seed", 0, "Seed of the first run.")
-    flags.DEFINE_integer("epochs", TrainConfig.epochs, "Epochs per run.", lower_bound=1)
-    flags.DEFINE_integer("batch_size", TrainConfig.batch_size, "Images per step.", lower_bound=1)
-    flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0: the recipe).")
-    flags.DEFINE_integer("train_limit", None, "Use only the first N training images.")
     flags.DEFINE_string(
         "out", None, f"JSON path. Unset: benchmarks/results/{benchmark}-<time>.json."
     )
+    return define_config_flags(only=SHARED_CONFIG_FLAGS + config_flags)

@@ -26,11 +26,13 @@ from absl import app, flags
 
 from tf_resnet9 import hardware
 from tf_resnet9.config import PRECISIONS, TrainConfig
+from tf_resnet9.experiment import build_steps
 from tf_resnet9.inputs import DeviceInput, chunk_lengths
+from tf_resnet9.loop import run_epoch
 from tf_resnet9.results import library_versions, write_json_atomic
 from tf_resnet9.schedule import PiecewiseLinear
-from tf_resnet9.trainer import Trainer
-from tf_resnet9.training import build_trainer, default_steps_per_call, run_epoch
+from tf_resnet9.settings import default_steps_per_call
+from tf_resnet9.steps import CompiledSteps
 
 flags.DEFINE_integer("batch_size", 512, "Images per step.")
 flags.DEFINE_float("width", 1.0, "Channel multiplier of ResNet9.")
@@ -65,18 +67,18 @@ class PreparedInput:
         ]
 
     @staticmethod
-    def step_fn(trainer: Trainer):
-        return trainer.host_steps
+    def step_fn(steps: CompiledSteps):
+        return steps.host_steps
 
     def epoch(self):
         yield from self.chunks
 
 
-def epoch_seconds(trainer: Trainer, train_input) -> float:
+def epoch_seconds(compiled: CompiledSteps, train_input) -> float:
     """Seconds of an epoch of `train_input`, after an untimed one (compilation, autotuning)."""
-    state, _ = run_epoch(trainer, trainer.initial_state(), train_input)
+    state, _ = run_epoch(compiled, compiled.initial_state(), train_input)
     start = time.perf_counter()
-    run_epoch(trainer, state, train_input)  # reads the totals: waits for the device
+    run_epoch(compiled, state, train_input)  # reads the totals: waits for the device
     return time.perf_counter() - start
 
 
@@ -86,7 +88,7 @@ def training_images_per_s(
     """Images per second of the compiled steps, on prepared batches and augmenting on device."""
     batch = config.batch_size
     schedule = PiecewiseLinear([0, 5, 24], [0, 0.4, 0], steps_per_epoch=97)
-    trainer = build_trainer(config, precision, schedule)
+    compiled = build_steps(config, precision, schedule)
     images = np.random.default_rng(0).integers(0, 256, (steps * batch, 32, 32, 3), np.uint8)
     inputs = {
         "prepared_batches": PreparedInput(steps, batch, steps_per_call),
@@ -94,7 +96,7 @@ def training_images_per_s(
             images, images[:, 0, 0, 0] % 10, batch, steps_per_call, seed=0
         ),
     }
-    return {name: steps * batch / epoch_seconds(trainer, i) for name, i in inputs.items()}
+    return {name: steps * batch / epoch_seconds(compiled, i) for name, i in inputs.items()}
 
 
 def pipeline_images_per_s(count: int, batch_size: int, epochs: int) -> list[float]:

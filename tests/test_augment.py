@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+import tf_resnet9
 from tf_resnet9 import augment, backends
 
 RNG = np.random.default_rng(0)
@@ -100,3 +101,22 @@ def test_draw_params_ranges():
     assert set(drawn.crop_y.tolist()) == set(range(9)) == set(drawn.crop_x.tolist())
     assert set(drawn.flip.tolist()) == {0, 1}
     assert set(drawn.cutout_y.tolist()) == set(range(25)) == set(drawn.cutout_x.tolist())
+
+
+def test_preprocess_is_the_training_normalisation():
+    got = ops.convert_to_numpy(tf_resnet9.preprocess(IMAGES))
+    np.testing.assert_array_equal(got, ops.convert_to_numpy(augment.normalize(IMAGES)))
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (IMAGES / np.float32(255), "dtype float32 are invalid: expected uint8"),
+        (NORMALIZED, "dtype float32 are invalid"),
+        (IMAGES[0], r"shape \(32, 32, 3\) are invalid: expected \(B, 32, 32, 3\)"),
+        (np.zeros((2, 28, 28, 3), np.uint8), "shape"),
+    ],
+)
+def test_preprocess_refuses_what_would_be_classified_silently_wrong(images, message):
+    with pytest.raises(ValueError, match=message):
+        tf_resnet9.preprocess(images)

@@ -147,3 +147,57 @@ def test_pickle_that_runs_code_is_refused(tmp_path, batches):
         pickle.dump({b"data": _RunsCode(), b"labels": [0]}, f)
     with pytest.raises(DatasetError, match="refusing to load posix.getcwd|refusing to load os"):
         load_cifar10(folder)
+
+
+def test_tfds_names_a_package_it_needs_but_lacks(tmp_path, monkeypatch):
+    # tensorflow-datasets imports some of its dependencies only inside load(), as it did
+    # with importlib_resources: the error must name the package, not just its type.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+
+    def load_missing_a_dependency(*args, **kwargs):
+        raise ModuleNotFoundError(
+            "No module named 'importlib_resources'", name="importlib_resources"
+        )
+
+    fake_tfds = types.SimpleNamespace(load=load_missing_a_dependency, as_numpy=lambda x: x)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds)
+    with pytest.raises(DatasetError, match="needs importlib_resources, which is not installed"):
+        load_cifar10()
+
+
+@pytest.mark.tensorflow
+def test_tfds_and_what_it_loads_lazily_are_installed():
+    # The fallback must get as far as downloading: these imports are what tfds.load needs
+    # before it reaches the network (importlib_resources was missing once).
+    import importlib_resources  # noqa: F401
+    import tensorflow_datasets  # noqa: F401
+
+
+CLASS_SORTED = np.repeat(np.arange(10), 100)  # 1,000 labels, class by class
+
+
+@pytest.mark.parametrize("limit", [512, 10, 7, 999])
+def test_subset_is_class_balanced_where_the_data_allows(limit):
+    indices = data.balanced_subset(CLASS_SORTED, limit, seed=0)
+    assert len(indices) == limit == len(set(indices.tolist()))
+    counts = np.bincount(CLASS_SORTED[indices], minlength=10)
+    assert counts.max() - counts.min() <= 1  # 512 -> 51 or 52 of each class
+    assert np.all(np.diff(indices) > 0)  # in the data's order
+
+
+def test_subset_fills_from_other_classes_where_one_is_short():
+    labels = np.concatenate([np.zeros(3, int), np.repeat(np.arange(1, 10), 50)])
+    counts = np.bincount(labels[data.balanced_subset(labels, 100, seed=1)], minlength=10)
+    assert counts[0] == 3 and counts.sum() == 100 and counts[1:].max() - counts[1:].min() <= 1
+
+
+def test_subset_is_seeded_and_random():
+    first = data.balanced_subset(CLASS_SORTED, 100, seed=3)
+    np.testing.assert_array_equal(first, data.balanced_subset(CLASS_SORTED, 100, seed=3))
+    assert not np.array_equal(first, data.balanced_subset(CLASS_SORTED, 100, seed=4))
+    assert not np.array_equal(first[:10], np.arange(10))  # not the first images of a class
+
+
+def test_no_limit_or_a_large_one_keeps_everything():
+    for limit in (None, 1000, 5000):
+        np.testing.assert_array_equal(data.balanced_subset(CLASS_SORTED, limit, 0), np.arange(1000))

@@ -1,4 +1,4 @@
-"""NesterovSGD against a plain NumPy transcription of RECIPE.md's update."""
+"""NesterovSGD against a plain NumPy transcription of the recipe's update (README.org)."""
 
 import keras
 import numpy as np
@@ -10,7 +10,7 @@ from tf_resnet9.schedule import PiecewiseLinear
 
 
 def recipe_update(weights, velocities, grads, lr, momentum=0.9, weight_decay=5e-4):
-    """RECIPE.md, line by line, in float64."""
+    """The recipe's update, line by line, in float64."""
     new_weights, new_velocities = [], []
     for w, v, grad in zip(weights, velocities, grads):
         g = grad + weight_decay * w

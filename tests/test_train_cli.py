@@ -1,26 +1,30 @@
-"""`python -m tf_resnet9.train` end to end on tiny data, and its answers to bad input."""
+"""`python -m tf_resnet9.train`: one run end to end in a fresh process, Ctrl-C in another,
+and its answers to bad input in-process (`train.run`, as the console script calls it)."""
 
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
 import pytest
 
+import tf_resnet9
 from tests.cifar_files import fake_cifar10, write_folder
-from tests.commands import run_module
-from tf_resnet9 import augment
+from tests.commands import ROOT, run_module
+from tf_resnet9 import train
+from tf_resnet9.config import TrainConfig
 from tf_resnet9.data import load_cifar10
+from tf_resnet9.experiment import cpu_warning
 
 TINY = ["--width", "0.0625", "--batch_size", "32"]
 # The subprocesses inherit KERAS_BACKEND; tf.data (host augmentation) needs TensorFlow.
 BACKEND = keras.backend.backend()
-AUGMENT_MODES = ["host", "device"] if BACKEND == "tensorflow" else ["device"]
-
-
-def run_cli(*args):
-    return run_module("tf_resnet9.train", *args)
+DEFAULT_AUGMENT = "host" if BACKEND == "tensorflow" else "device"
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +33,45 @@ def data_dir(tmp_path_factory):
     return write_folder(tmp_path_factory.mktemp("cifar"), fake_cifar10(train_per_batch=40, test=30))
 
 
-@pytest.mark.parametrize("augment", AUGMENT_MODES)
-def test_trains_and_writes_finite_results(data_dir, tmp_path, augment):
-    args = ["--data_dir", data_dir, "--workdir", str(tmp_path), "--augment", augment]
-    result = run_cli(*args, "--epochs", "2", *TINY)
+def run_in_process(capsys, *args) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of the command line with `args`, in this process."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.run(["train", *map(str, args)])
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    """A whole run of the command, as a user starts it, and its workdir."""
+    workdir = tmp_path_factory.mktemp("run") / "first"
+    result = run_module(
+        "tf_resnet9.train", "--data_dir", data_dir, "--workdir", workdir, "--epochs", "2", *TINY
+    )
     assert result.returncode == 0, result.stderr
+    return result, workdir
+
+
+def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
+    result, workdir = finished_run
     assert result.stdout.count("No GPU found") == 1  # this machine has none; said once
+    assert "For a quick check" not in result.stdout  # --width and --epochs are given
+    assert "compiling the training and evaluation steps" in result.stdout
     assert "epoch        lr  train loss" in result.stdout and "test accuracy" in result.stdout
-    results = json.loads((tmp_path / "results.json").read_text())
+    # No C++ log lines of TensorFlow or XLA (absl's "I0000 00:00:..." format) by default.
+    assert not any(line[:1] in "IWE" and line[1:5].isdigit() for line in result.stderr.split("\n"))
+    results = json.loads((workdir / "results.json").read_text())
     assert [row["epoch"] for row in results["epochs"]] == [1, 2]
     assert results["steps_per_epoch"] == 6
     assert results["config"]["precision"] == "float32"  # the CPU default
-    assert results["config"]["augment"] == augment
+    assert results["config"]["augment"] == DEFAULT_AUGMENT
     assert results["config"]["steps_per_call"] == 1  # on a CPU, XLA loops are slow
     assert results["data"] == {
         "source": f"folder {data_dir}",
         "train_images": 200,
         "test_images": 30,
+        "train_subset": None,
+        "test_subset": None,
     }
     numbers = [
         results[key]
@@ -65,65 +91,114 @@ def test_trains_and_writes_finite_results(data_dir, tmp_path, augment):
     assert results["wall_time_s"] > results["training_time_s"] + results["compile_time_s"]
     assert results["epochs"][-1]["lr"] == 0.0  # the schedule ends at 0
     assert results["versions"]["keras"] and results["device"]["kind"] == "cpu"
-    assert sorted(os.listdir(tmp_path)) == ["resnet9.keras", "results.json"]  # no temp left
+    assert sorted(os.listdir(workdir)) == ["resnet9.keras", "results.json"]  # no temp left
 
 
-def test_saved_model_reproduces_the_reported_accuracy(data_dir, tmp_path):
-    result = run_cli("--data_dir", data_dir, "--workdir", str(tmp_path), "--epochs", "1", *TINY)
-    assert result.returncode == 0, result.stderr
-    reported = json.loads((tmp_path / "results.json").read_text())["test_accuracy"]
-    model = keras.models.load_model(tmp_path / "resnet9.keras")
+def test_saved_model_with_preprocess_reproduces_the_reported_accuracy(finished_run, data_dir):
+    _, workdir = finished_run
+    reported = json.loads((workdir / "results.json").read_text())["test_accuracy"]
+    model = keras.models.load_model(workdir / "resnet9.keras")
     _, (x_test, y_test) = load_cifar10(data_dir)
-    logits = model.predict(keras.ops.convert_to_numpy(augment.normalize(x_test)), verbose=0)
+    logits = model.predict(keras.ops.convert_to_numpy(tf_resnet9.preprocess(x_test)), verbose=0)
     # Same weights, inference mode; XLA and plain kernels may round a near-tie differently,
     # so allow one image of the 30.
     assert abs(np.mean(logits.argmax(-1) == y_test) - reported) <= 1 / 30 + 1e-9
 
 
+def test_ctrl_c_while_compiling_stops_at_once_and_leaves_nothing(data_dir, tmp_path):
+    # Full width: compiling takes long enough (seconds) to be interrupted in the middle.
+    workdir = tmp_path / "runs" / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tf_resnet9.train", "--data_dir", data_dir, "--workdir", workdir]
+        + ["--batch_size", "32", "--epochs", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stdout:
+        if line.startswith("compiling"):
+            break
+    time.sleep(1.0)  # inside XLA's compiler, where Python's own handler would wait
+    start = time.perf_counter()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    stopped_after = time.perf_counter() - start
+    assert process.returncode == 130, err
+    assert err == "interrupted (SIGINT): stopped; no results written.\n"
+    # Measured 0.06 s; a handler that waited for the compiler would take many seconds.
+    assert stopped_after < 5.0
+    assert not (tmp_path / "runs").exists()  # the folders it created are gone
+
+
+def test_help_exits_zero_and_lists_the_config_flags():
+    # A process of its own: absl lists the flags of the program it runs as (cheap: --help
+    # answers without starting TensorFlow or JAX).
+    result = run_module("tf_resnet9.train", "--help")
+    assert result.returncode == 0, result.stderr
+    for flag in ("--epochs", "--peak_lr", "--train_limit", "--subset_seed", "--data_dir"):
+        assert flag in result.stdout
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--epochs", "0"], "--epochs"),
-        (["--batch_size", "-1"], "--batch_size"),
-        (["--width", "0"], "--width must be > 0"),
+        (["--epochs", "0"], "error: --epochs=0 is invalid: expected an integer >= 1."),
+        (["--batch_size", "-1"], "error: --batch_size=-1 is invalid"),
+        (["--width", "0"], "error: --width=0.0 is invalid: expected a number > 0."),
         (["--precision", "fp8"], "--precision"),
         (["--init", "xavier"], "--init"),
         (["--no_such_flag"], "no_such_flag"),
         (["stray"], "Unexpected arguments: stray"),
     ],
 )
-def test_bad_flags_are_refused_without_traceback(args, message):
-    result = run_cli(*args)
-    assert result.returncode != 0
-    assert message in result.stderr and "Traceback" not in result.stderr
+def test_bad_flags_are_refused_without_traceback(capsys, tmp_path, args, message):
+    status, _, err = run_in_process(capsys, "--workdir", tmp_path / "run", *args)
+    assert status != 0
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="about other backends: make test-jax")
-def test_host_augmentation_needs_tensorflow(data_dir, tmp_path):
-    result = run_cli("--data_dir", data_dir, "--workdir", str(tmp_path), "--augment", "host")
-    assert result.returncode == 1
-    assert "augment='host' is invalid on Keras' jax backend" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_host_augmentation_needs_tensorflow(capsys, data_dir, tmp_path):
+    status, _, err = run_in_process(
+        capsys, "--data_dir", data_dir, "--workdir", tmp_path / "run", "--augment", "host"
+    )
+    assert status == 1
+    assert "error: --augment='host' is invalid: the host pipeline is tf.data" in err
+    assert not (tmp_path / "run").exists()
 
 
-def test_missing_data_is_a_clear_error(tmp_path):
-    result = run_cli("--data_dir", str(tmp_path / "absent"), "--workdir", str(tmp_path / "run"))
-    assert result.returncode == 1
-    assert "error: CIFAR-10 not found" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "results.json").exists()
+def test_missing_data_is_a_clear_error_and_leaves_no_folder(capsys, tmp_path):
+    workdir = tmp_path / "runs" / "run"
+    status, _, err = run_in_process(capsys, "--data_dir", tmp_path / "absent", "--workdir", workdir)
+    assert status == 1
+    assert "error: CIFAR-10 not found" in err and str(tmp_path / "absent") in err
+    assert not (tmp_path / "runs").exists()
 
 
-def test_batch_larger_than_the_data(data_dir, tmp_path):
-    result = run_cli("--data_dir", data_dir, "--workdir", str(tmp_path), "--batch_size", "512")
-    assert result.returncode == 1
-    assert "batch_size=512 is invalid: larger than the 200 training images" in result.stderr
-    assert not (tmp_path / "results.json").exists()
+def test_batch_larger_than_the_data(capsys, data_dir, tmp_path):
+    args = ["--data_dir", data_dir, "--workdir", tmp_path / "run", "--batch_size", "512"]
+    status, _, err = run_in_process(capsys, *args)
+    assert status == 1
+    assert "--batch_size=512 is invalid: larger than the 200 training images" in err
+    assert not (tmp_path / "run").exists()
 
 
-def test_diverging_loss_stops_and_says_where(data_dir, tmp_path):
-    # A peak lr of 1e20 overflows the weights within the first steps.
-    args = ["--data_dir", data_dir, "--workdir", str(tmp_path), "--peak_lr", "1e20", *TINY]
-    result = run_cli(*args)
-    assert result.returncode == 1
-    assert "error: the training loss became NaN or infinite at epoch 1, step" in result.stderr
-    assert not (tmp_path / "results.json").exists()
+@pytest.mark.parametrize(
+    "changes, hint", [({}, True), ({"width": 0.5}, False), ({"train_limit": 4096}, False)]
+)
+def test_quick_check_hint_only_for_a_full_size_run(changes, hint):
+    warning = cpu_warning(TrainConfig(**changes), "a CPU")
+    assert warning.startswith("No GPU found: training on the CPU (a CPU), which is slow.")
+    assert ("For a quick check: --width 0.25 --epochs 2 --train_limit 4096." in warning) == hint
+
+
+def test_diverging_loss_stops_and_says_where(capsys, data_dir, tmp_path):
+    # A peak lr of 1e20 overflows the weights within the first steps; device augmentation,
+    # the other input path than the end-to-end run's on TensorFlow.
+    args = ["--data_dir", data_dir, "--workdir", tmp_path / "run", "--peak_lr", "1e20"]
+    status, _, err = run_in_process(capsys, *args, "--augment", "device", *TINY)
+    assert status == 1
+    assert "error: the training loss became NaN or infinite at epoch 1, step" in err
+    assert not (tmp_path / "run").exists()

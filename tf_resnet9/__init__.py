@@ -11,8 +11,9 @@ _EXPORTS = {
     "NesterovSGD": "tf_resnet9.optimizer",
     "PiecewiseLinear": "tf_resnet9.schedule",
     "load_cifar10": "tf_resnet9.data",
+    "preprocess": "tf_resnet9.augment",
     "TrainConfig": "tf_resnet9.config",
-    "train_and_evaluate": "tf_resnet9.training",
+    "train_and_evaluate": "tf_resnet9.experiment",
 }
 
 __all__ = sorted(_EXPORTS)

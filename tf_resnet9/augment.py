@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import keras
 from keras import ops
 
 from tf_resnet9 import backends
 
-# Per-channel statistics of the CIFAR-10 training set on the 0..255 scale (RECIPE.md).
+# Per-channel statistics of the CIFAR-10 training set, 0..255 scale (README.org, "The recipe").
 MEAN = (125.31, 122.95, 113.87)
 STD = (62.99, 62.09, 66.70)
 
@@ -60,6 +61,33 @@ def normalize(images):
     mean = ops.convert_to_tensor(MEAN, "float32")
     std = ops.convert_to_tensor(STD, "float32")
     return (images - mean) / std
+
+
+def preprocess(images):
+    """Prepares images for `tf_resnet9.resnet9` (and a saved `resnet9.keras`): the recipe's
+    per-channel normalisation, the one the model was trained with.
+
+    Args:
+        images: uint8 RGB images (B, 32, 32, 3) on the 0..255 scale, as CIFAR-10 stores
+            them (a NumPy array or a tensor).
+
+    Returns:
+        float32 (B, 32, 32, 3): (pixel - MEAN) / STD per channel.
+
+    Raises:
+        ValueError: the images are not uint8 (B, 32, 32, 3). Images already scaled to
+            0..1 or normalised would be normalised again and classified silently wrong.
+    """
+    shape = tuple(images.shape)
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if dtype != "uint8":
+        raise ValueError(
+            f"images of dtype {dtype} are invalid: expected uint8 pixels on the 0..255 scale "
+            "(the raw images, not scaled by 1/255 nor normalised)."
+        )
+    if len(shape) != 4 or shape[1:] != (CROP, CROP, 3):
+        raise ValueError(f"images of shape {shape} are invalid: expected (B, 32, 32, 3).")
+    return normalize(images)
 
 
 def reflect_pad(images, pad: int = PAD):

@@ -1,4 +1,5 @@
-"""The one place every hyperparameter of the recipe is defined (../shared/RECIPE.md)."""
+"""The one place every setting of a training run is defined: default, unit, help, allowed
+values. The command line (`tf_resnet9.config_flags`) is generated from these fields."""
 
 from __future__ import annotations
 
@@ -11,7 +12,21 @@ RECIPE_EPOCHS = 24  # the length the recipe's schedule was tuned for
 
 
 class ConfigError(ValueError):
-    """A training setting is invalid; the message names the setting."""
+    """A training setting is invalid.
+
+    Attributes:
+        setting: The setting's name (the same as its command-line flag).
+        value: The value given.
+        reason: What is wrong, or what is allowed.
+    """
+
+    def __init__(self, setting: str, value, reason: str):
+        super().__init__(f"{setting}={value!r} is invalid: {reason}")
+        self.setting, self.value, self.reason = setting, value, reason
+
+
+def _setting(default, help: str, choices: tuple[str, ...] | None = None):
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,22 +38,51 @@ class TrainConfig:
     (see `tf_resnet9.optimizer.to_summed_loss_units`).
     """
 
-    epochs: int = RECIPE_EPOCHS
-    batch_size: int = 512  # images per step; the last partial batch is dropped
-    peak_lr: float = 0.4  # per step, mean-loss units
-    warmup_epochs: float = 5.0  # lr rises linearly 0 -> peak_lr, then falls to 0 at `epochs`
-    momentum: float = 0.9  # Nesterov
-    weight_decay: float = 5e-4  # coupled L2: added to the gradient, enters the momentum
-    init: str = "torch"  # "torch": U(+-1/sqrt(fan_in)); "he_uniform": sqrt(6) times wider
-    width: float = 1.0  # multiplies every channel count (64/128/256/512)
-    logit_scale: float = 0.125
-    precision: str | None = None  # None: mixed_bfloat16 on a bf16 GPU, float32 on CPU
-    jit: bool = True  # XLA-compile the train and eval steps
-    augment: str | None = None  # None: "host" (tf.data) on TensorFlow, "device" on JAX
-    steps_per_call: int | None = None  # None: an epoch per call (device augment, GPU), else 1
-    seed: int = 0
-    train_limit: int | None = None  # use only the first N training images
-    test_limit: int | None = None  # use only the first N test images
+    epochs: int = _setting(RECIPE_EPOCHS, "Epochs to train; the lr peaks at 5/24 of them.")
+    batch_size: int = _setting(512, "Images per step; the last partial batch is dropped.")
+    peak_lr: float = _setting(0.4, "Peak learning rate per step, mean-loss units.")
+    warmup_epochs: float = _setting(
+        5.0, "Epochs of linear lr warm-up 0 -> peak_lr (of 24; scaled for shorter runs)."
+    )
+    momentum: float = _setting(0.9, "Nesterov momentum.")
+    weight_decay: float = _setting(
+        5e-4, "Coupled L2 weight decay: added to the gradient, enters the momentum."
+    )
+    init: str = _setting(
+        "torch",
+        "Kernel initialisation: torch = U(+-1/sqrt(fan_in)) (the recipe); he_uniform is "
+        "sqrt(6) times wider.",
+        INITS,
+    )
+    width: float = _setting(1.0, "Multiplies every channel count (64/128/256/512); > 0.")
+    logit_scale: float = _setting(0.125, "Constant multiplying the logits.")
+    precision: str | None = _setting(
+        None,
+        "Unset: mixed_bfloat16 on a GPU with bf16, mixed_float16 on older GPUs, float32 on a CPU.",
+        PRECISIONS,
+    )
+    jit: bool = _setting(True, "XLA-compile the train and eval steps.")
+    augment: str | None = _setting(
+        None,
+        "Where crop, flip and cutout run: device (the training set on the accelerator) or "
+        "host (tf.data, TensorFlow only). Unset: host on TensorFlow, device on JAX.",
+        AUGMENT_MODES,
+    )
+    steps_per_call: int | None = _setting(
+        None,
+        "Training steps per compiled call. Unset: a whole epoch with --augment device on a "
+        "GPU, else 1 (XLA's CPU backend runs convolutions in loops far slower).",
+    )
+    seed: int = _setting(0, "Seeds initialisation, shuffling and augmentation.")
+    train_limit: int | None = _setting(
+        None, "Train on a random, class-balanced subset of N images (quick runs)."
+    )
+    test_limit: int | None = _setting(
+        None, "Evaluate on a random, class-balanced subset of N images (quick runs)."
+    )
+    subset_seed: int = _setting(
+        0, "Seeds the choice of the --train_limit and --test_limit subsets."
+    )
 
     def __post_init__(self):
         _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -50,21 +94,18 @@ class TrainConfig:
         _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _require(self.width > 0, "width", self.width, "a number > 0")
         _require(self.logit_scale > 0, "logit_scale", self.logit_scale, "a number > 0")
-        _require(
-            self.precision is None or self.precision in PRECISIONS,
-            "precision",
-            self.precision,
-            f"one of {', '.join(PRECISIONS)}",
-        )
-        _require(
-            self.augment is None or self.augment in AUGMENT_MODES,
-            "augment",
-            self.augment,
-            f"one of {', '.join(AUGMENT_MODES)}",
-        )
+        for name in ("precision", "augment"):
+            choices = self.field_choices(name)
+            value = getattr(self, name)
+            _require(value is None or value in choices, name, value, f"one of {', '.join(choices)}")
         for name in ("steps_per_call", "train_limit", "test_limit"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, value, "an integer >= 1 (or unset)")
+
+    @staticmethod
+    def field_choices(name: str) -> tuple[str, ...] | None:
+        """The allowed values of a text setting, or None where any value of its type goes."""
+        return {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)}[name]
 
     @property
     def lr_knots(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -79,4 +120,4 @@ class TrainConfig:
 
 def _require(condition: bool, name: str, value, allowed: str) -> None:
     if not condition:
-        raise ConfigError(f"{name}={value!r} is invalid: expected {allowed}.")
+        raise ConfigError(name, value, f"expected {allowed}.")

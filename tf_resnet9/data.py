@@ -98,6 +98,35 @@ def read(source: Source) -> Arrays:
     return (x_train, y_train), test
 
 
+def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Indices of a random subset of `limit` images, as even across classes as the data allows.
+
+    Every class gets limit // classes images (one more for a random choice of classes, for
+    the remainder); a class with fewer images gives all it has, and the others make up the
+    difference. The indices are in the data's order. Copies of CIFAR-10 sorted by class
+    make a first-N subset hold one class only: this one represents them all.
+
+    Args:
+        labels: int (N,).
+        limit: Images wanted; None, or N or more: all of them.
+        seed: Seeds the choice: the same seed, labels and limit give the same subset.
+    """
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    available = np.array([len(m) for m in members])
+    quota = np.zeros(len(members), np.int64)
+    while quota.sum() < limit:
+        open_classes = np.flatnonzero(quota < available)
+        share = (limit - quota.sum()) // len(open_classes)
+        if share == 0:  # fewer images left to give than classes that can give them
+            quota[rng.choice(open_classes, limit - quota.sum(), replace=False)] += 1
+        else:
+            quota[open_classes] = np.minimum(quota[open_classes] + share, available[open_classes])
+    return np.sort(np.concatenate([m[:q] for m, q in zip(members, quota)]))
+
+
 def _official_layouts(path: str) -> Iterator[Source]:
     if path.endswith(".tar.gz") or path.endswith(".tgz"):
         yield Source("archive", path)
@@ -119,6 +148,23 @@ def _not_found_message(looked: list[str]) -> str:
         f"CIFAR-10 not found. Looked in:\n{places}\n"
         f"Supply it with --data_dir: the {FOLDER} folder, its parent, or {ARCHIVE} "
         f"(download {OFFICIAL_URL} on a machine with a network)."
+    )
+
+
+def _tfds_failure(error: Exception) -> str:
+    """Why tensorflow-datasets gave no CIFAR-10, naming a missing package where one is."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        if error.name.split(".")[0] == "tensorflow_datasets":
+            return "tensorflow-datasets: not installed (pip install tensorflow-datasets)"
+        # tfds imports some of its dependencies only when it loads a data set.
+        package = error.name.split(".")[0]
+        return (
+            f"tensorflow-datasets: needs {package}, which is not installed (pip install {package})"
+        )
+    first_line = (str(error).strip().splitlines() or [""])[0][:200]
+    return (
+        f"tensorflow-datasets: could not load or download cifar10 ({type(error).__name__}: "
+        f"{first_line})"
     )
 
 
@@ -198,17 +244,12 @@ def _check_labels(labels: np.ndarray, where: str) -> None:
 def _read_tfds(looked: list[str]) -> Arrays:
     try:
         import tensorflow_datasets as tfds
-    except ImportError:
-        raise DatasetError(
-            _not_found_message(looked + ["tensorflow-datasets: not installed"])
-        ) from None
-    try:
+
         train, test = tfds.as_numpy(
             tfds.load("cifar10", split=["train", "test"], batch_size=-1, as_supervised=True)
         )
     except Exception as e:  # noqa: BLE001 - tfds raises many types when offline
-        reason = f"tensorflow-datasets: could not load or download cifar10 ({type(e).__name__})"
-        raise DatasetError(_not_found_message(looked + [reason])) from None
+        raise DatasetError(_not_found_message(looked + [_tfds_failure(e)])) from None
     arrays = []
     for (images, labels), split in ((train, "train"), (test, "test")):
         where = f"tensorflow-datasets cifar10/{split}"

@@ -1,7 +1,7 @@
 """Feeding the compiled steps: training batches augmented on the device or by tf.data, and
 the test set in fixed-shape batches.
 
-Each training input yields, per epoch, the arguments of its `Trainer` step function (after
+Each training input yields, per epoch, the arguments of its `CompiledSteps` step function (after
 the state) in chunks of `steps_per_call` steps.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from tf_resnet9 import augment, backends
-from tf_resnet9.trainer import Trainer
+from tf_resnet9.steps import CompiledSteps
 
 
 def chunk_lengths(steps: int, steps_per_call: int) -> list[int]:
@@ -44,8 +44,8 @@ class DeviceInput:
         self.seed = backends.make_seed(seed)
 
     @staticmethod
-    def step_fn(trainer: Trainer):
-        return trainer.device_steps
+    def step_fn(steps: CompiledSteps):
+        return steps.device_steps
 
     def epoch(self):
         """Argument tuples (after the state) of the device steps of the next epoch."""
@@ -68,6 +68,7 @@ class HostInput:
     def __init__(self, images, labels, batch_size: int, steps_per_call: int, seed: int):
         from tf_resnet9 import pipeline  # tf.data: only where TensorFlow is installed
 
+        self.batch_size = batch_size
         self.steps = len(images) // batch_size
         self.steps_per_call = steps_per_call
         self.dataset = pipeline.train_dataset(images, labels, batch_size, seed).batch(
@@ -75,8 +76,8 @@ class HostInput:
         )
 
     @staticmethod
-    def step_fn(trainer: Trainer):
-        return trainer.host_steps
+    def step_fn(steps: CompiledSteps):
+        return steps.host_steps
 
     def epoch(self):
         """Argument tuples (after the state) of the host steps of the next epoch."""
@@ -111,11 +112,11 @@ class EvalSet(NamedTuple):
         )
 
 
-def evaluate(trainer: Trainer, state, eval_set: EvalSet) -> tuple[float, float]:
+def evaluate(steps: CompiledSteps, state, eval_set: EvalSet) -> tuple[float, float]:
     """(mean loss, accuracy) on the test set; waits for the device."""
     loss_sum, correct = 0.0, 0.0
     for i in range(eval_set.images.shape[0]):
-        batch_loss, batch_correct = trainer.evaluate(
+        batch_loss, batch_correct = steps.evaluate(
             state, eval_set.images[i], eval_set.labels[i], eval_set.weights[i]
         )
         loss_sum, correct = loss_sum + batch_loss, correct + batch_correct

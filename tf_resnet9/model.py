@@ -59,6 +59,13 @@ def resnet9(
     Returns:
         A `keras.Model` mapping normalised images (B, 32, 32, 3) to logits (B, num_classes).
         At width 1.0 it has 6,573,120 trainable parameters.
+
+        Input: float32 images normalised as in training, `tf_resnet9.preprocess(uint8
+        images)`; not raw pixels, nor pixels scaled to 0..1 (either gives wrong classes,
+        without an error). Output: logits, not probabilities; train with
+        `SparseCategoricalCrossentropy(from_logits=True)`, and take
+        `keras.ops.softmax(logits)` for probabilities. The same holds for the
+        `resnet9.keras` a training run saves.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} is invalid: expected an integer >= 1.")

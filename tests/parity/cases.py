@@ -24,7 +24,7 @@ DYNAMICS_IMAGES = 1024
 DYNAMICS_BATCH = 128  # 8 steps per epoch
 DYNAMICS_EPOCHS = 4
 NUM_CLASSES = 10
-# Channels of prep, layer1, layer2, layer3 at width 1 (RECIPE.md network table).
+# Channels of prep, layer1, layer2, layer3 at width 1 (the recipe's network, README.org).
 CHANNELS = {"prep": 64, "layer1": 128, "layer2": 256, "layer3": 512}
 
 
@@ -95,7 +95,7 @@ def random_images(count: int, seed: int) -> np.ndarray:
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> float32, per channel (x - mean) / std on the 0..255 scale (RECIPE.md).
+    """uint8 NHWC -> float32, per channel (x - mean) / std on the 0..255 scale (the recipe).
 
     In NumPy, so that the inputs are the same bits on every Keras backend (XLA may fuse the
     package's own normalisation into different roundings).
@@ -139,7 +139,7 @@ def augment_draws(count: int, seed: int) -> dict[str, np.ndarray]:
 
 def epoch_plan(count: int, batch_size: int, epochs: int, seed: int) -> list[tuple]:
     """Per step (indices into the images, augment draws for them): a fresh shuffle and fresh
-    draws every epoch, the last partial batch dropped, as in RECIPE.md."""
+    draws every epoch, the last partial batch dropped, as the recipe does."""
     rng = np.random.default_rng(seed)
     plan = []
     for epoch in range(epochs):

@@ -263,3 +263,33 @@ def dynamics_rows(keras: dict, ref: dict, sampled: bool = False) -> list[Row]:
         for step, (got, want) in enumerate(zip(keras["losses"], ref["losses"]), 1)
     ]
     return rows
+
+
+# The tolerance of the check each stored quantity serves, by experiment and key prefix
+# (`tests.parity.experiments` names the keys "<quantity>:<name>"). Used to compare stored
+# reference results with a live reference run (test_fixtures.py).
+_FIXTURE_TOLERANCES = {
+    "forward": {
+        "train": FORWARD,
+        "eval": FORWARD,
+        "loss32": LOSS32,
+        "grads32": GRADS32,
+        "stats": BN_STATS,
+        "loss64": LOSS64,
+        "grads64": GRADS64,
+    },
+    "optimizer": {
+        "losses": OPTIMIZER_LOSS,
+        "state": OPTIMIZER,
+        "velocity": OPTIMIZER,
+        "keras_rule_var": OPTIMIZER,
+    },
+    "dynamics": {"losses": DYNAMICS_LOSS, "batch": BATCHES},
+}
+
+
+def tolerance_of(experiment: str, key: str) -> Tolerance:
+    """The tolerance of the parity check that compares stored quantity `key`."""
+    if key.endswith(":logits"):
+        return LOGITS
+    return _FIXTURE_TOLERANCES[experiment][key.split(":")[0]]

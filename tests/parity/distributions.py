@@ -23,6 +23,7 @@ from tests.parity import name_map
 from tests.parity.cases import fan_in
 from tests.parity.checks import Row, Tolerance, compare
 from tf_resnet9 import augment, backends
+from tf_resnet9.inputs import DeviceInput
 from tf_resnet9.model import resnet9
 
 P_MIN = 1e-4
@@ -66,7 +67,7 @@ def torch_initial_state(seed: int) -> dict[str, np.ndarray]:
     """A fresh reference ResNet9's weights: PyTorch's own default initialisation."""
     import torch
 
-    from tests.parity import reference
+    from reference import torch_recipe as reference
 
     torch.manual_seed(seed)
     return name_map.torch_state(reference.ResNet9())
@@ -188,12 +189,25 @@ def pipeline_draws(count: int, seed: int) -> np.ndarray:
     return decode(np.concatenate([x.numpy() for x, _ in dataset]))
 
 
+def device_draws(count: int, seed: int) -> np.ndarray:
+    """Decoded draws of one epoch of `inputs.DeviceInput` (augmentation inside the compiled
+    step, `--augment device`), batches of 512, gathered and augmented as the step does."""
+    steps = count // 512
+    device_input = DeviceInput(_coordinate_images(count), np.zeros(count), 512, steps, seed)
+    ((padded, _, batches, seeds),) = list(device_input.epoch())  # the epoch in one call
+    images = [
+        ops.convert_to_numpy(augment.augment_gathered(padded, batches[i], seeds[i]))
+        for i in range(batches.shape[0])
+    ]
+    return decode(np.concatenate(images))
+
+
 def reference_draws(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(drawn, decoded) for the reference: `reference.draw` from a seeded torch.Generator,
     applied by `reference.augment` to normalised, reflect-padded images."""
     import torch
 
-    from tests.parity import reference
+    from reference import torch_recipe as reference
 
     draws = reference.draw(count, torch.Generator().manual_seed(seed))
     padded = reference.reflect_pad(reference.normalise(_coordinate_images(count)))
@@ -201,16 +215,19 @@ def reference_draws(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return _as_array(draws), decode(images)
 
 
-def draw_rows(package: tuple, reference: tuple | None, pipeline: np.ndarray | None) -> list[Row]:
+def draw_rows(
+    package: tuple, device: np.ndarray, reference: tuple | None, pipeline: np.ndarray | None
+) -> list[Row]:
     """Per random choice: each sampler against the recipe's uniform distribution
-    (goodness of fit), the package's and the tf.data pipeline's against the reference's
-    (homogeneity); and each sampler's images show exactly the draws it made.
+    (goodness of fit), each of the package's against the reference's (homogeneity); and
+    the images show exactly the draws made. A sampler that drew once per batch instead of
+    once per example fails too: 4,096 draws in 8 batches take at most 8 values.
 
     Args:
-        package: `package_draws`; reference: `reference_draws` or None (no torch);
-            pipeline: `pipeline_draws` or None (no TensorFlow).
+        package: `package_draws`; device: `device_draws`; reference: `reference_draws` or
+            None (no torch); pipeline: `pipeline_draws` or None (no TensorFlow).
     """
-    samples = {"package": package[1]}
+    samples = {"package": package[1], "device input": device}
     rows = [compare("6 augment: decoded == drawn", "package", package[1], package[0], EXACT, False)]
     if reference is not None:
         samples["reference"] = reference[1]
@@ -256,7 +273,8 @@ def exact_augment_rows(images: np.ndarray, draws: dict[str, np.ndarray]) -> list
     Args:
         images: uint8 (N, 32, 32, 3); draws: `cases.augment_draws(N, ...)`.
     """
-    from tests.parity import keras_side, reference, torch_side
+    from reference import torch_recipe as reference
+    from tests.parity import keras_side, torch_side
 
     normalised = reference.normalise(images)  # NCHW float32
     padded_torch = reference.reflect_pad(normalised)

@@ -15,7 +15,7 @@ from keras import ops
 from tests.parity import name_map
 from tf_resnet9 import augment, backends
 from tf_resnet9.model import resnet9
-from tf_resnet9.trainer import cross_entropy, make_trainer
+from tf_resnet9.steps import CompiledSteps, cross_entropy
 
 
 def disable_tf32() -> None:
@@ -122,9 +122,10 @@ def train(
     optimizer: keras.optimizers.Optimizer,
     batches,
     velocity_attr: str = "velocities",
+    jit: bool = True,
 ) -> dict:
-    """Trains with the package's training step (`tf_resnet9.trainer`), one step per call,
-    XLA-compiled as `tf_resnet9.training` runs it by default.
+    """Trains with the package's training step (`tf_resnet9.steps`), one step per call,
+    XLA-compiled (`jit`) as a training run does by default on a CPU.
 
     Args:
         model: The model, holding the initial weights.
@@ -132,22 +133,23 @@ def train(
         batches: (float32 images (B, 32, 32, 3), int labels (B,)) per step.
         velocity_attr: The optimizer's list of momentum variables, one per trainable weight
             in the model's order ("momentums" in `keras.optimizers.SGD`).
+        jit: Compile the step with XLA; False runs the same step function uncompiled.
 
     Returns:
         {"losses": mean loss of each step before its update, "state": final torch-named
         weights and BN statistics, "velocity": final torch-named momentum per weight}.
     """
-    trainer = make_trainer(model, optimizer, jit=True)
-    state = trainer.initial_state()
+    steps = CompiledSteps(model, optimizer, jit=jit)
+    state = steps.initial_state()
     losses = []
     for images, labels in batches:
-        state, totals = trainer.host_steps(
+        state, totals = steps.host_steps(
             state,
             ops.convert_to_tensor(images[None]),
             ops.convert_to_tensor(np.asarray(labels, np.int32)[None]),
         )
         losses.append(float(ops.convert_to_numpy(totals.loss_sum)))  # one step: its loss
-    trainer.finish(state)
+    steps.finish(state)
     velocities = getattr(optimizer, velocity_attr)
     return {
         "losses": np.array(losses),

@@ -17,16 +17,14 @@ def test_padding_and_same_draws_give_identical_images():
     assert all(row.ok for row in rows), checks.failures(rows)
 
 
-@pytest.mark.parametrize(
-    "with_pipeline",
-    [False, pytest.param(True, marks=pytest.mark.tensorflow, id="tf.data")],
-)
-def test_draws_follow_the_reference_distributions(with_pipeline, have_torch):
-    if with_pipeline and not HAVE_TENSORFLOW:
-        pytest.skip("tf.data needs TensorFlow")
+def test_draws_follow_the_recipe_and_the_reference(have_torch):
+    # Every sampler of the package: the draws themselves, the device input's (augmented in
+    # the compiled step) and, where TensorFlow is installed, the tf.data pipeline's.
     rows = distributions.draw_rows(
         distributions.package_draws(distributions.DRAW_COUNT, SEED),
+        distributions.device_draws(distributions.DRAW_COUNT, SEED),
         distributions.reference_draws(distributions.DRAW_COUNT, SEED) if have_torch else None,
-        distributions.pipeline_draws(distributions.DRAW_COUNT, SEED) if with_pipeline else None,
+        distributions.pipeline_draws(distributions.DRAW_COUNT, SEED) if HAVE_TENSORFLOW else None,
     )
     assert all(row.ok for row in rows), checks.failures(rows)
+    assert any(row.item.startswith("device input") for row in rows)

@@ -36,7 +36,7 @@ def test_torch_to_keras_and_back_is_exact():
     pytest.importorskip("torch")
     import torch
 
-    from tests.parity import reference
+    from reference import torch_recipe as reference
 
     torch.manual_seed(0)
     module = reference.ResNet9(width=0.125)  # PyTorch's own initialisation

@@ -2,7 +2,7 @@
 
 1,024 images of a learnable synthetic task, batches of 128, a fresh shuffle and fresh draws
 every epoch; each side augments with its own code from the same draws, trains with its own
-step (the package's `tf_resnet9.trainer`, the reference's loop), at the recipe's learning
+step (the package's `tf_resnet9.steps`, the reference's loop), at the recipe's learning
 rate for steps 1-32 (rising to 0.026). The batches must be the same (bit for bit on
 TensorFlow) and the loss curves agree step by step.
 

@@ -1,4 +1,4 @@
-"""The PyTorch side of every comparison: the reference of `tests.parity.reference`, run.
+"""The PyTorch side of every comparison: the reference of `reference.torch_recipe`, run.
 
 Mirrors `tests.parity.keras_side`: torch-named NumPy results, in mean-loss units.
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tests.parity import name_map, reference
+from reference import torch_recipe as reference
+from tests.parity import name_map
 
 reference.disable_tf32()
 # One thread: these models are small, and with two, OpenMP's spin-waiting makes a step 10-100x

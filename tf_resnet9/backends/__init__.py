@@ -1,8 +1,10 @@
-"""What Keras leaves to each backend: gradients, compiling a function, random seeds, syncing.
+"""Everything that differs between Keras' backends; the rest of tf_resnet9 is written once,
+in `keras.ops`. This package picks the module for the active Keras backend; both offer:
 
-Everything else in tf_resnet9 is written once, in `keras.ops`. This package picks the module
-for the active Keras backend; both offer the same functions:
-
+    NAME                      "tensorflow" or "jax"
+    DEFAULT_AUGMENT           where augmentation runs unless told: "host" (tf.data) or
+                              "device"
+    HOST_AUGMENT              whether the tf.data input path (--augment host) is available
     value_and_grad(fn)        fn(params, *args) -> (loss, aux); returns a function giving
                               ((loss, aux), grads), grads shaped like params
     compile_fn(fn, jit)       fn compiled as one program (XLA when jit is True); the
@@ -12,21 +14,29 @@ for the active Keras backend; both offer the same functions:
     randint(seed, shape, low, high)   int32 uniform in low..high-1
     permutation(seed, count)  a random permutation of 0..count-1 (int32)
     wait(tree)                blocks until every array in `tree` has been computed
+    gpu()                     (name, compute capability or None) of the first GPU, or None
+    TrainingState(groups, optimizer)
+                              where the weights live between compiled calls, for the
+                              (trainable, non-trainable, optimizer) variable groups:
+                              initial(), values(state), apply(state, grads, non_trainable),
+                              finish(state), run_discarding_updates(step_fn, *args)
 """
 
 import keras
 
-_NAME = keras.backend.backend()
-if _NAME == "jax":
+NAME = keras.backend.backend()
+if NAME == "jax":
     from tf_resnet9.backends import jax_backend as _active
-elif _NAME == "tensorflow":
+elif NAME == "tensorflow":
     from tf_resnet9.backends import tensorflow_backend as _active
 else:
     raise ImportError(
-        f"tf_resnet9 runs on Keras' tensorflow or jax backend, not {_NAME!r}: "
+        f"tf_resnet9 runs on Keras' tensorflow or jax backend, not {NAME!r}: "
         "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax."
     )
 
+DEFAULT_AUGMENT = _active.DEFAULT_AUGMENT
+HOST_AUGMENT = _active.HOST_AUGMENT
 value_and_grad = _active.value_and_grad
 compile_fn = _active.compile_fn
 make_seed = _active.make_seed
@@ -34,3 +44,5 @@ split_seed = _active.split_seed
 randint = _active.randint
 permutation = _active.permutation
 wait = _active.wait
+gpu = _active.gpu
+TrainingState = _active.TrainingState

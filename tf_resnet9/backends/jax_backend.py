@@ -2,6 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import keras
+from keras import ops
+
+# JAX has no tf.data: the training set is augmented on the device.
+DEFAULT_AUGMENT = "device"
+HOST_AUGMENT = False
 
 
 def value_and_grad(fn):
@@ -35,3 +41,47 @@ def permutation(seed, count: int):
 
 def wait(tree):
     jax.block_until_ready(tree)
+
+
+def gpu() -> tuple[str, tuple[int, int] | None] | None:
+    device = jax.devices()[0]
+    if device.platform != "gpu":
+        return None
+    capability = getattr(device, "compute_capability", None)
+    if capability is not None:
+        capability = tuple(int(part) for part in str(capability).split(".")[:2])
+    return device.device_kind, capability
+
+
+class TrainingState:
+    """The state is the variables' values, threaded through pure functions.
+
+    JAX compiles pure functions only: the variables are read once, every call returns the
+    updated values, and `finish` writes the last ones back.
+    """
+
+    def __init__(self, groups, optimizer):
+        self.groups = groups  # (trainable, non-trainable, optimizer) variables
+        self.optimizer = optimizer
+
+    def initial(self):
+        return tuple([v.value for v in group] for group in self.groups)
+
+    def values(self, state):
+        return state
+
+    def apply(self, state, grads, non_trainable):
+        trainable, _, optimizer_values = state
+        trainable, optimizer_values = self.optimizer.stateless_apply(
+            optimizer_values, grads, trainable
+        )
+        return trainable, non_trainable, optimizer_values
+
+    def finish(self, state) -> None:
+        for variables, values in zip(self.groups, state):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    def run_discarding_updates(self, step_fn, *args):
+        # The compiled function consumes (donates) the state it is given: pass a copy.
+        return step_fn(keras.tree.map_structure(ops.copy, self.initial()), *args)

@@ -1,6 +1,11 @@
 """The backend functions on TensorFlow (see tf_resnet9.backends)."""
 
 import tensorflow as tf
+from keras import ops
+
+# tf.data is TensorFlow's own input path.
+DEFAULT_AUGMENT = "host"
+HOST_AUGMENT = True
 
 
 def value_and_grad(fn):
@@ -36,3 +41,48 @@ def permutation(seed, count: int):
 def wait(tree):
     del tree  # TensorFlow runs ops in order per device: waiting for all of them suffices.
     tf.test.experimental.sync_devices()
+
+
+def gpu() -> tuple[str, tuple[int, int] | None] | None:
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return details.get("device_name", gpus[0].name), details.get("compute_capability")
+
+
+class TrainingState:
+    """The state lives in the Keras variables, updated in place.
+
+    Keras' TensorFlow optimizers only update variables (`stateless_apply` is unsupported
+    there), so each step reads and assigns the variables inside the compiled function, and
+    the state passed between calls is a placeholder.
+    """
+
+    def __init__(self, groups, optimizer):
+        self.groups = groups  # (trainable, non-trainable, optimizer) variables
+        self.optimizer = optimizer
+
+    def initial(self):
+        return ops.zeros((), "int32")
+
+    def values(self, state):
+        return tuple([v.value for v in group] for group in self.groups)
+
+    def apply(self, state, grads, non_trainable):
+        self.optimizer.apply(grads, self.groups[0])
+        for variable, value in zip(self.groups[1], non_trainable):
+            variable.assign(value)
+        return state
+
+    def finish(self, state) -> None:
+        del state  # already in the variables
+
+    def run_discarding_updates(self, step_fn, *args):
+        variables = [v for group in self.groups for v in group]
+        saved = [ops.convert_to_numpy(v) for v in variables]
+        outputs = step_fn(self.initial(), *args)
+        wait(outputs)
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+        return outputs

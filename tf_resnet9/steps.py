@@ -1,9 +1,9 @@
 """Compiled training and evaluation steps, written once for every Keras backend.
 
 The forward pass and loss are pure (`Model.stateless_call`); `tf_resnet9.backends` supplies
-the gradient and the compiler (XLA). Several steps run in one compiled call
-(`keras.ops.fori_loop`), so the host neither waits for the device nor dispatches work
-between steps. Only where the updated weights live differs by backend: see `make_trainer`.
+the gradient, the compiler (XLA) and where the weights live between calls. Several steps run
+in one compiled call (`keras.ops.fori_loop`), so the host neither waits for the device nor
+dispatches work between steps.
 """
 
 from __future__ import annotations
@@ -16,14 +16,6 @@ from keras import ops
 from tf_resnet9 import augment, backends
 
 
-class TrainState(NamedTuple):
-    """Values of the model's and the optimizer's variables, in their Keras order."""
-
-    trainable: list
-    non_trainable: list
-    optimizer: list
-
-
 class CallMetrics(NamedTuple):
     """Totals over the steps of one call."""
 
@@ -32,11 +24,12 @@ class CallMetrics(NamedTuple):
     first_nonfinite: object  # int32: index of the first step with a NaN/inf loss, else -1
 
 
-class Trainer:
+class CompiledSteps:
     """Trains and evaluates a classifier with the recipe's loss, compiled.
 
-    The step functions take and return a `state` whose contents depend on the subclass;
-    callers only pass it along, starting from `initial_state()`.
+    The step functions take and return a `state` whose contents depend on the backend;
+    callers only pass it along, starting from `initial_state()`, and call `finish` to leave
+    the last one in the model's variables.
 
     Args:
         model: Maps normalised float images (B, 32, 32, 3) to logits.
@@ -48,40 +41,26 @@ class Trainer:
         self.model = model
         self.optimizer = optimizer
         optimizer.build(model.trainable_variables)
+        self._state = backends.TrainingState(
+            (model.trainable_variables, model.non_trainable_variables, optimizer.variables),
+            optimizer,
+        )
         self._loss_and_grads = backends.value_and_grad(self._loss)
         self.host_steps = backends.compile_fn(self._host_steps, jit)
         self.device_steps = backends.compile_fn(self._device_steps, jit)
         self.evaluate = backends.compile_fn(self._evaluate, jit)
 
     def initial_state(self):
-        """The state for the first step function call."""
-        raise NotImplementedError
+        """The state for the first step function call: the variables as they are now."""
+        return self._state.initial()
 
     def finish(self, state) -> None:
-        """Leaves the final `state` in the Keras variables (to save or inspect the model)."""
-        raise NotImplementedError
+        """Leaves `state` in the Keras variables (to save or inspect the model)."""
+        self._state.finish(state)
 
     def run_discarding_updates(self, step_fn, *args):
         """Calls step_fn(state, *args) and leaves the state as it was (to compile step_fn)."""
-        raise NotImplementedError
-
-    def _values(self, state) -> TrainState:
-        """The variable values that `state` stands for (inside a compiled function)."""
-        raise NotImplementedError
-
-    def _apply(self, state, values: TrainState, grads, non_trainable):
-        """The state after the optimizer's update with `grads` and new BN statistics."""
-        raise NotImplementedError
-
-    def _variables(self) -> TrainState:
-        return TrainState(
-            self.model.trainable_variables,
-            self.model.non_trainable_variables,
-            self.optimizer.variables,
-        )
-
-    def _read_variables(self) -> TrainState:
-        return TrainState(*([v.value for v in group] for group in self._variables()))
+        return self._state.run_discarding_updates(step_fn, *args)
 
     def _loss(self, trainable, non_trainable, optimizer_values, images, labels):
         logits, non_trainable = self.model.stateless_call(
@@ -97,12 +76,12 @@ class Trainer:
         return to_differentiate, (loss, logits, non_trainable)
 
     def _step(self, state, images, labels):
-        values = self._values(state)
+        trainable, non_trainable, optimizer_values = self._state.values(state)
         (_, (loss, logits, non_trainable)), grads = self._loss_and_grads(
-            values.trainable, values.non_trainable, values.optimizer, images, labels
+            trainable, non_trainable, optimizer_values, images, labels
         )
         correct = ops.sum(ops.cast(ops.argmax(logits, axis=-1) == labels, "int32"))
-        return self._apply(state, values, grads, non_trainable), loss, correct
+        return self._state.apply(state, grads, non_trainable), loss, correct
 
     def _steps(self, state, count: int, batch):
         """`count` steps in one loop; step i trains on `batch(i)` = (images, labels)."""
@@ -158,81 +137,12 @@ class Trainer:
             labels: int32 (B,).
             weights: float32 (B,): 1 for real images, 0 for padding.
         """
-        values = self._values(state)
+        trainable, non_trainable, _ = self._state.values(state)
         logits, _ = self.model.stateless_call(
-            values.trainable, values.non_trainable, augment.normalize(images), training=False
+            trainable, non_trainable, augment.normalize(images), training=False
         )
         correct = ops.cast(ops.argmax(logits, axis=-1) == labels, "float32")
         return ops.sum(cross_entropy(labels, logits) * weights), ops.sum(correct * weights)
-
-
-class StatelessTrainer(Trainer):
-    """The state is the variables' values, threaded through pure functions (JAX).
-
-    JAX compiles pure functions only: the variables are read once, every call returns the
-    updated values, and `finish` writes the last ones back.
-    """
-
-    def initial_state(self) -> TrainState:
-        return self._read_variables()
-
-    def finish(self, state: TrainState) -> None:
-        for variables, values in zip(self._variables(), state):
-            for variable, value in zip(variables, values):
-                variable.assign(value)
-
-    def run_discarding_updates(self, step_fn, *args):
-        # The compiled function consumes (donates) the state it is given: pass a copy.
-        return step_fn(keras.tree.map_structure(ops.copy, self.initial_state()), *args)
-
-    def _values(self, state: TrainState) -> TrainState:
-        return state
-
-    def _apply(self, state, values, grads, non_trainable):
-        trainable, optimizer_values = self.optimizer.stateless_apply(
-            values.optimizer, grads, values.trainable
-        )
-        return TrainState(trainable, non_trainable, optimizer_values)
-
-
-class VariableTrainer(Trainer):
-    """The state lives in the Keras variables, updated in place (TensorFlow).
-
-    Keras' TensorFlow optimizers only update variables (`stateless_apply` is unsupported
-    there), so each step reads and assigns the variables inside the compiled function, and
-    the state passed between calls is a placeholder.
-    """
-
-    def initial_state(self):
-        return ops.zeros((), "int32")
-
-    def finish(self, state) -> None:
-        del state  # already in the variables
-
-    def run_discarding_updates(self, step_fn, *args):
-        variables = [v for group in self._variables() for v in group]
-        saved = [ops.convert_to_numpy(v) for v in variables]
-        outputs = step_fn(self.initial_state(), *args)
-        backends.wait(outputs)
-        for variable, value in zip(variables, saved):
-            variable.assign(value)
-        return outputs
-
-    def _values(self, state) -> TrainState:
-        return self._read_variables()
-
-    def _apply(self, state, values, grads, non_trainable):
-        self.optimizer.apply(grads, self.model.trainable_variables)
-        for variable, value in zip(self.model.non_trainable_variables, non_trainable):
-            variable.assign(value)
-        return state
-
-
-def make_trainer(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> Trainer:
-    """The `Trainer` for the active Keras backend."""
-    if keras.backend.backend() == "tensorflow":
-        return VariableTrainer(model, optimizer, jit)
-    return StatelessTrainer(model, optimizer, jit)
 
 
 def cross_entropy(labels, logits):

@@ -1,9 +1,10 @@
-"""The recipe in PyTorch, written from ../shared/RECIPE.md: the reference `tf_resnet9` must match.
+"""The recipe in PyTorch, written from its description (README.org, "The recipe"): the
+reference `tf_resnet9` must match.
 
 Plain `torch.nn` in NCHW with PyTorch's own defaults (Conv2d/Linear init, BatchNorm2d
 eps=1e-5, momentum=0.1), the recipe's optimizer in its original units (loss summed over the
 batch, lr inside the velocity), its learning-rate schedule and its augmentation, each in the
-order RECIPE.md gives. Module paths (`layer1.residual.res1.conv`) are the names
+order the recipe gives. Module paths (`layer1.residual.res1.conv`) are the names
 `tests.parity.name_map` maps to Keras layers.
 """
 
@@ -16,8 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.parity.cases import NUM_CLASSES, channels
 from tf_resnet9.optimizer import to_summed_loss_units
+
+NUM_CLASSES = 10
+# Channels of prep, layer1, layer2, layer3 at width 1.
+CHANNELS = {"prep": 64, "layer1": 128, "layer2": 256, "layer3": 512}
 
 LOGIT_SCALE = 0.125
 # Learning rate: piecewise linear through these (epoch, value) knots; 50,000 // 512 steps
@@ -78,7 +82,7 @@ class ResNet9(nn.Module):
 
     def __init__(self, width: float = 1.0, num_classes: int = NUM_CLASSES):
         super().__init__()
-        c = channels(width)
+        c = {name: max(1, round(count * width)) for name, count in CHANNELS.items()}
         self.prep = ConvBN(3, c["prep"])
         self.layer1 = Layer(c["prep"], c["layer1"], residual=True)  # (B, 128, 16, 16)
         self.layer2 = Layer(c["layer1"], c["layer2"], residual=False)  # (B, 256, 8, 8)
@@ -150,7 +154,7 @@ def velocity_of(optimizer: torch.optim.Optimizer, weight) -> torch.Tensor:
     return optimizer.state[weight]["velocity"]
 
 
-# Augmentation, in RECIPE.md's order: normalise, reflect-pad, crop, flip, cutout.
+# Augmentation, in the recipe's order: normalise, reflect-pad, crop, flip, cutout.
 
 
 def normalise(images_uint8_nhwc: np.ndarray) -> torch.Tensor:
@@ -202,3 +206,26 @@ def augment(padded: torch.Tensor, draws: Draws) -> torch.Tensor:
         image[:, cy : cy + CUTOUT, cx : cx + CUTOUT] = 0.0  # the mean colour
         out[i] = image
     return out
+
+
+def batched_augment(padded: torch.Tensor, draws: Draws) -> torch.Tensor:
+    """`augment` for a whole batch at once, on the batch's device (the GPU baseline's).
+
+    Args:
+        padded: (B, C, 40, 40) normalised, reflect-padded images.
+        draws: One draw per image, on the same device.
+
+    Returns:
+        (B, C, 32, 32): cropped at (crop_y, crop_x), mirrored where flip is 1, and an 8x8
+        square from (cutout_y, cutout_x) set to 0.
+    """
+    offsets = torch.arange(CROP, device=padded.device)
+    rows = draws.crop_y[:, None] + offsets  # (B, 32)
+    cols = draws.crop_x[:, None] + offsets
+    cols = torch.where(draws.flip[:, None].bool(), cols.flip(1), cols)  # mirror = read backwards
+    batch = torch.arange(padded.shape[0], device=padded.device)[:, None, None]
+    images = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B,32,32,C)
+    in_rows = (offsets >= draws.cutout_y[:, None]) & (offsets < draws.cutout_y[:, None] + CUTOUT)
+    in_cols = (offsets >= draws.cutout_x[:, None]) & (offsets < draws.cutout_x[:, None] + CUTOUT)
+    square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+    return images.masked_fill(square, 0.0).permute(0, 3, 1, 2)

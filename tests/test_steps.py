@@ -1,4 +1,4 @@
-"""The compiled training loop against Keras' own trainer, and its bookkeeping."""
+"""The compiled training steps against Keras' own trainer, and their bookkeeping."""
 
 import contextlib
 
@@ -13,7 +13,7 @@ from tf_resnet9.inputs import DeviceInput, EvalSet, evaluate
 from tf_resnet9.model import resnet9
 from tf_resnet9.optimizer import NesterovSGD
 from tf_resnet9.schedule import PiecewiseLinear
-from tf_resnet9.trainer import make_trainer
+from tf_resnet9.steps import CompiledSteps
 
 WIDTH = 0.0625  # channels 4/8/16/32
 BATCH = 16
@@ -27,13 +27,13 @@ def recipe_optimizer():
     return NesterovSGD(PiecewiseLinear([0, 1, 3], [0.0, 0.4, 0.0], steps_per_epoch=2))
 
 
-def new_trainer(dtype=None, seed=1):
+def new_steps(dtype=None, seed=1):
     keras.utils.set_random_seed(seed)
     model = resnet9(width=WIDTH, dtype=dtype)
     optimizer = recipe_optimizer()
     if dtype == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return make_trainer(model, optimizer, jit=True)
+    return CompiledSteps(model, optimizer, jit=True)
 
 
 def weights(model):
@@ -59,9 +59,9 @@ def test_three_steps_match_keras_train_on_batch(seed):
     # TensorFlow, 1e-15 on JAX) still expose any difference in the maths: a wrong learning
     # rate, momentum or weight decay moves weights of order 0.1 by ~1e-2.
     with float64_enabled():
-        trainer = new_trainer(dtype="float64", seed=seed)
-        reference = keras.models.clone_model(trainer.model)
-        reference.set_weights(trainer.model.get_weights())
+        steps = new_steps(dtype="float64", seed=seed)
+        reference = keras.models.clone_model(steps.model)
+        reference.set_weights(steps.model.get_weights())
         reference.compile(
             optimizer=recipe_optimizer(),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -69,10 +69,10 @@ def test_three_steps_match_keras_train_on_batch(seed):
         images = IMAGES.astype("float64")
         losses = [reference.train_on_batch(images[i], LABELS[i]) for i in range(3)]
 
-        state, totals = trainer.host_steps(trainer.initial_state(), images, LABELS)
-        trainer.finish(state)
+        state, totals = steps.host_steps(steps.initial_state(), images, LABELS)
+        steps.finish(state)
         for variable, got, expected in zip(
-            trainer.model.weights, weights(trainer.model), weights(reference)
+            steps.model.weights, weights(steps.model), weights(reference)
         ):
             assert got.dtype == np.float64, variable.path
             np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7, err_msg=variable.path)
@@ -81,16 +81,18 @@ def test_three_steps_match_keras_train_on_batch(seed):
 
 
 def test_one_call_equals_several_calls():
-    images = RNG.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    # Two steps in one looped call against one step per call. Short: XLA's CPU backend runs
+    # convolutions inside a loop ~70x slower, and two steps already cross a loop iteration.
+    images = RNG.integers(0, 256, (2 * BATCH, 32, 32, 3), dtype=np.uint8)
     runs = []
-    for steps_per_call in (4, 3):
-        trainer = new_trainer()
+    for steps_per_call in (2, 1):
+        steps = new_steps()
         device_input = DeviceInput(images, images[:, 0, 0, 0] % 10, BATCH, steps_per_call, 5)
-        state = trainer.initial_state()
+        state = steps.initial_state()
         for chunk in device_input.epoch():
-            state, _ = trainer.device_steps(state, *chunk)
-        trainer.finish(state)
-        runs.append(weights(trainer.model))
+            state, _ = steps.device_steps(state, *chunk)
+        steps.finish(state)
+        runs.append(weights(steps.model))
     # The same steps on the same data; only the call boundaries differ. float32, tiny model.
     for a, b in zip(*runs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -99,20 +101,20 @@ def test_one_call_equals_several_calls():
 def test_first_nonfinite_step_is_located():
     images = IMAGES.copy()
     images[1, 3] = np.nan  # one image of the second step
-    trainer = new_trainer()
-    _, totals = trainer.host_steps(trainer.initial_state(), images, LABELS)
+    steps = new_steps()
+    _, totals = steps.host_steps(steps.initial_state(), images, LABELS)
     assert int(totals.first_nonfinite) == 1
     assert not np.isfinite(float(totals.loss_sum))
 
 
 def test_evaluate_counts_only_real_images():
-    trainer = new_trainer()
+    steps = new_steps()
     test_images = RNG.integers(0, 256, (21, 32, 32, 3), dtype=np.uint8)
     test_labels = RNG.integers(0, 10, 21).astype(np.int32)
     eval_set = EvalSet.build(test_images, test_labels, 8)  # 3 batches, 3 padding images
     assert eval_set.images.shape == (3, 8, 32, 32, 3) and eval_set.count == 21
-    mean_loss, accuracy = evaluate(trainer, trainer.initial_state(), eval_set)
-    logits = trainer.model.predict(ops.convert_to_numpy(augment.normalize(test_images)), verbose=0)
+    mean_loss, accuracy = evaluate(steps, steps.initial_state(), eval_set)
+    logits = steps.model.predict(ops.convert_to_numpy(augment.normalize(test_images)), verbose=0)
     expected_loss = -special.log_softmax(logits, axis=-1)[np.arange(21), test_labels].sum()
     # float32 sums of 21 terms, compiled vs. Keras predict: a few ulp each.
     np.testing.assert_allclose(mean_loss * 21, expected_loss, rtol=1e-5)
@@ -120,27 +122,37 @@ def test_evaluate_counts_only_real_images():
 
 
 def test_discarded_updates_leave_the_model_untouched():
-    trainer = new_trainer()
-    before = weights(trainer.model) + [ops.convert_to_numpy(v) for v in trainer.optimizer.variables]
-    outputs = trainer.run_discarding_updates(trainer.host_steps, IMAGES, LABELS)
+    steps = new_steps()
+    before = weights(steps.model) + [ops.convert_to_numpy(v) for v in steps.optimizer.variables]
+    outputs = steps.run_discarding_updates(steps.host_steps, IMAGES, LABELS)
     backends.wait(outputs)
-    after = weights(trainer.model) + [ops.convert_to_numpy(v) for v in trainer.optimizer.variables]
+    after = weights(steps.model) + [ops.convert_to_numpy(v) for v in steps.optimizer.variables]
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)  # restored or never touched: exact
-    state, _ = trainer.host_steps(trainer.initial_state(), IMAGES, LABELS)
-    trainer.finish(state)
-    assert int(ops.convert_to_numpy(trainer.optimizer.iterations)) == 3
+    state, _ = steps.host_steps(steps.initial_state(), IMAGES, LABELS)
+    steps.finish(state)
+    assert int(ops.convert_to_numpy(steps.optimizer.iterations)) == 3
+
+
+def mean_loss_of_three_steps(dtype) -> float:
+    """Three one-step calls (no loop: XLA's CPU loops are slow), the update applied between."""
+    steps = new_steps(dtype=dtype)
+    state, loss_sum = steps.initial_state(), 0.0
+    for i in range(3):
+        state, totals = steps.host_steps(state, IMAGES[i : i + 1], LABELS[i : i + 1])
+        loss_sum += float(totals.loss_sum)
+    steps.finish(state)
+    assert all(np.isfinite(w).all() for w in weights(steps.model))
+    return loss_sum / 3
+
+
+@pytest.fixture(scope="module")
+def float32_mean_loss():
+    return mean_loss_of_three_steps(None)
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_steps_train_close_to_float32(precision):
-    losses = {}
-    for dtype in (None, precision):
-        trainer = new_trainer(dtype=dtype)
-        state, totals = trainer.host_steps(trainer.initial_state(), IMAGES, LABELS)
-        trainer.finish(state)
-        losses[dtype] = float(totals.loss_sum) / 3
-        assert all(np.isfinite(w).all() for w in weights(trainer.model))
+def test_mixed_precision_steps_train_close_to_float32(precision, float32_mean_loss):
     # Reduced-precision activations: the mean loss of 3 steps stays within 2% (bf16 has
     # 8 significant bits, ~0.4% per rounding; measured below 0.5%).
-    assert losses[precision] == pytest.approx(losses[None], rel=0.02)
+    assert mean_loss_of_three_steps(precision) == pytest.approx(float32_mean_loss, rel=0.02)

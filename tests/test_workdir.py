@@ -1,0 +1,32 @@
+"""The run's folder: made up front, removed after a failure only while empty."""
+
+import pytest
+
+from tf_resnet9.config import ConfigError
+from tf_resnet9.workdir import make_workdir, remove_if_empty
+
+
+def test_removes_what_it_created_and_nothing_else(tmp_path):
+    (tmp_path / "runs").mkdir()
+    created = make_workdir(tmp_path / "runs" / "a" / "b")
+    assert created == [str(tmp_path / "runs" / "a" / "b"), str(tmp_path / "runs" / "a")]
+    remove_if_empty(created)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_keeps_a_folder_with_files(tmp_path):
+    created = make_workdir(tmp_path / "run")
+    (tmp_path / "run" / "results.json").write_text("{}")
+    remove_if_empty(created)
+    assert (tmp_path / "run" / "results.json").exists()
+
+
+def test_an_existing_folder_is_never_removed(tmp_path):
+    assert make_workdir(tmp_path) == []
+
+
+def test_a_path_that_cannot_be_a_folder_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="workdir=.*file/run.* cannot be created"):
+        make_workdir(tmp_path / "file" / "run")

@@ -1,0 +1,60 @@
+"""Command-line flags generated from `TrainConfig`, so that every program takes a setting
+under the same name, with the same default and help, written once (in `tf_resnet9.config`).
+
+Unset optional settings stay None; the run resolves them (`tf_resnet9.settings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Iterable
+
+from absl import flags
+
+from tf_resnet9.config import TrainConfig
+
+_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
+
+
+def _field_type(field: dataclasses.Field):
+    """int, float, bool or str of a field annotated `T` or `T | None`."""
+    hint = typing.get_type_hints(TrainConfig)[field.name]
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    return args[0] if args else hint
+
+
+def define_config_flags(
+    only: Iterable[str] | None = None, flag_values: flags.FlagValues = flags.FLAGS
+) -> list[str]:
+    """Defines a flag per `TrainConfig` field (or per field in `only`).
+
+    Returns:
+        The names defined.
+    """
+    names = []
+    for field in dataclasses.fields(TrainConfig):
+        if only is not None and field.name not in only:
+            continue
+        help_text, choices = field.metadata["help"], field.metadata["choices"]
+        if choices is not None:
+            flags.DEFINE_enum(
+                field.name, field.default, choices, help_text, flag_values=flag_values
+            )
+        else:
+            define = _DEFINE[_field_type(field)]
+            define(field.name, field.default, help_text, flag_values=flag_values)
+        names.append(field.name)
+    return names
+
+
+def config_from_flags(
+    names: Iterable[str], flag_values: flags.FlagValues = flags.FLAGS, **overrides
+) -> TrainConfig:
+    """The `TrainConfig` of the parsed flags `names`, with `overrides` on top.
+
+    Raises:
+        ConfigError: a value is invalid; the error names the setting, which is the flag.
+    """
+    values = {name: flag_values[name].value for name in names}
+    return TrainConfig(**(values | overrides))
