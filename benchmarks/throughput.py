@@ -70,7 +70,8 @@ class PreparedInput:
     def step_fn(steps: CompiledSteps):
         return steps.host_steps
 
-    def epoch(self):
+    def epoch(self, number: int):
+        del number  # the same batches every epoch
         yield from self.chunks
 
 
@@ -109,13 +110,13 @@ def pipeline_images_per_s(count: int, batch_size: int, epochs: int) -> list[floa
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-    dataset = pipeline.train_dataset(images, rng.integers(0, 10, count), batch_size, seed=0)
-    for _ in dataset:
+    train = pipeline.TrainPipeline(images, rng.integers(0, 10, count), batch_size)
+    for _ in train.epoch(0):
         pass
     rates = []
-    for _ in range(epochs):
+    for seed in range(1, epochs + 1):
         start = time.perf_counter()
-        produced = sum(int(labels.shape[0]) for _, labels in dataset)
+        produced = sum(int(labels.shape[0]) for _, labels in train.epoch(seed))
         rates.append(produced / (time.perf_counter() - start))
     return rates
 

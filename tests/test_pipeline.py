@@ -1,5 +1,5 @@
-"""The tf.data pipeline: batches, labels, shuffling, seeds. (Its draws are compared with the
-recipe's distribution and the reference's in tests/parity/test_augmentation.py.)"""
+"""The tf.data pipeline: batches, labels, shuffling, a seed per epoch. (Its draws are compared
+with the recipe's distribution and the reference's in tests/parity/test_augmentation.py.)"""
 
 import numpy as np
 import pytest
@@ -11,14 +11,14 @@ from tests.augment_decoding import COORDINATE_IMAGE  # noqa: E402
 from tf_resnet9 import augment, pipeline  # noqa: E402
 
 
-def first_epoch(dataset):
+def as_arrays(dataset):
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
     return np.concatenate(images), np.concatenate(labels)
 
 
 def test_batches_shapes_and_dropped_remainder():
     images = np.zeros((100, 32, 32, 3), np.uint8)
-    batches = list(pipeline.train_dataset(images, np.zeros(100), 32, seed=0))
+    batches = list(pipeline.TrainPipeline(images, np.zeros(100), 32).epoch(seed=0))
     assert len(batches) == 3  # 100 // 32; the last 4 images are dropped
     x, y = batches[0]
     assert x.shape == (32, 32, 32, 3) and x.dtype == "float32" and y.dtype == "int32"
@@ -30,10 +30,10 @@ def test_labels_follow_their_images_and_each_epoch_reshuffles():
     images = np.broadcast_to(
         np.arange(count, dtype=np.uint8)[:, None, None, None], (count, 32, 32, 3)
     )
-    dataset = pipeline.train_dataset(images, np.arange(count) % 10, 50, seed=1)
+    train = pipeline.TrainPipeline(images, np.arange(count) % 10, 50)
     orders = []
-    for _ in range(2):
-        x, y = first_epoch(dataset)
+    for seed in (1, 2):
+        x, y = as_arrays(train.epoch(seed))
         red = x[..., 0].reshape(count, -1)
         kept = red[np.arange(count), np.argmax(red != 0, axis=1)]  # a pixel outside the cutout
         ids = np.rint(kept * augment.STD[0] + augment.MEAN[0]).astype(int)
@@ -43,24 +43,11 @@ def test_labels_follow_their_images_and_each_epoch_reshuffles():
     assert not np.array_equal(orders[0], orders[1])
 
 
-def test_seeded_and_reproducible():
+def test_an_epoch_is_fixed_by_its_seed():
     images = np.repeat(COORDINATE_IMAGE[None], 64, axis=0)
-    labels = np.arange(64) % 10
-    a1, a2 = (first_epoch(pipeline.train_dataset(images, labels, 32, seed=5))[0] for _ in range(2))
-    b = first_epoch(pipeline.train_dataset(images, labels, 32, seed=6))[0]
-    np.testing.assert_array_equal(a1, a2)  # same seed: bit-identical
-    assert not np.array_equal(a1, b)
-    dataset = pipeline.train_dataset(images, labels, 32, seed=5)
-    epoch1, epoch2 = first_epoch(dataset)[0], first_epoch(dataset)[0]
-    np.testing.assert_array_equal(epoch1, a1)
-    assert not np.array_equal(epoch1, epoch2)  # fresh draws every epoch
-
-
-def test_eval_dataset_is_normalised_in_order_with_the_last_partial_batch():
-    images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
-    batches = list(pipeline.eval_dataset(images, np.arange(10), 4))
-    assert [len(y) for _, y in batches] == [4, 4, 2]
-    x = np.concatenate([x.numpy() for x, _ in batches])
-    expected = (images - np.float32(augment.MEAN)) / np.float32(augment.STD)
-    np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6)  # float32 round-off
-    assert np.concatenate([y.numpy() for _, y in batches]).tolist() == list(range(10))
+    train = pipeline.TrainPipeline(images, np.arange(64) % 10, 32)
+    a1, a2 = as_arrays(train.epoch(5))[0], as_arrays(train.epoch(5))[0]
+    np.testing.assert_array_equal(a1, a2)  # same seed: bit-identical, in any order
+    again = pipeline.TrainPipeline(images, np.arange(64) % 10, 32)
+    np.testing.assert_array_equal(as_arrays(again.epoch(5))[0], a1)
+    assert not np.array_equal(a1, as_arrays(train.epoch(6))[0])  # fresh draws per seed

@@ -13,7 +13,7 @@ from tf_resnet9.inputs import DeviceInput, EvalSet, evaluate
 from tf_resnet9.model import resnet9
 from tf_resnet9.optimizer import NesterovSGD
 from tf_resnet9.schedule import PiecewiseLinear
-from tf_resnet9.steps import CompiledSteps
+from tf_resnet9.steps import CompiledSteps, cross_entropy
 
 WIDTH = 0.0625  # channels 4/8/16/32
 BATCH = 16
@@ -89,7 +89,7 @@ def test_one_call_equals_several_calls():
         steps = new_steps()
         device_input = DeviceInput(images, images[:, 0, 0, 0] % 10, BATCH, steps_per_call, 5)
         state = steps.initial_state()
-        for chunk in device_input.epoch():
+        for chunk in device_input.epoch(1):
             state, _ = steps.device_steps(state, *chunk)
         steps.finish(state)
         runs.append(weights(steps.model))
@@ -113,12 +113,44 @@ def test_evaluate_counts_only_real_images():
     test_labels = RNG.integers(0, 10, 21).astype(np.int32)
     eval_set = EvalSet.build(test_images, test_labels, 8)  # 3 batches, 3 padding images
     assert eval_set.images.shape == (3, 8, 32, 32, 3) and eval_set.count == 21
-    mean_loss, accuracy = evaluate(steps, steps.initial_state(), eval_set)
+    evaluation = evaluate(steps, steps.initial_state(), eval_set)
     logits = steps.model.predict(ops.convert_to_numpy(augment.normalize(test_images)), verbose=0)
     expected_loss = -special.log_softmax(logits, axis=-1)[np.arange(21), test_labels].sum()
     # float32 sums of 21 terms, compiled vs. Keras predict: a few ulp each.
-    np.testing.assert_allclose(mean_loss * 21, expected_loss, rtol=1e-5)
-    assert accuracy * 21 == pytest.approx((logits.argmax(-1) == test_labels).sum(), abs=1e-9)
+    np.testing.assert_allclose(evaluation.mean_loss * 21, expected_loss, rtol=1e-5)
+    predicted = logits.argmax(-1)
+    assert evaluation.accuracy * 21 == pytest.approx((predicted == test_labels).sum(), abs=1e-9)
+    expected_confusion = np.zeros((10, 10), np.int64)
+    np.add.at(expected_confusion, (test_labels, predicted), 1)
+    np.testing.assert_array_equal(evaluation.confusion, expected_confusion)  # counts: exact
+    top5 = (np.argsort(-logits, axis=-1)[:, :5] == test_labels[:, None]).any(axis=-1)
+    assert evaluation.top5_accuracy * 21 == pytest.approx(top5.sum(), abs=1e-9)
+
+
+def test_gradient_norms_per_layer_group():
+    steps = new_steps()
+    assert steps.grad_groups == ("prep", "layer1", "layer2", "layer3", "linear")
+    model = steps.model
+    initial = [v.value for v in model.trainable_variables]
+
+    def loss_fn(trainable, images, labels):
+        logits, _ = model.stateless_call(
+            trainable, [v.value for v in model.non_trainable_variables], images, training=True
+        )
+        return ops.mean(cross_entropy(labels, logits)), None
+
+    # The gradient at the initial weights, computed here, against the step's own norms.
+    _, grads = backends.value_and_grad(loss_fn)(initial, IMAGES[0], LABELS[0])
+    _, totals = steps.host_steps(steps.initial_state(), IMAGES[:1], LABELS[:1])
+    norms = ops.convert_to_numpy(totals.grad_norms)
+    assert norms.shape == (1, 5)
+    squares = {}
+    for variable, grad in zip(model.trainable_variables, grads):
+        group = variable.path.split("/")[0].split("_")[0]
+        squares[group] = squares.get(group, 0.0) + np.sum(ops.convert_to_numpy(grad) ** 2)
+    expected = np.sqrt([squares[group] for group in steps.grad_groups])
+    # float32 sums of squares in another order: relative 1e-5 (measured below 1e-6).
+    np.testing.assert_allclose(norms[0], expected, rtol=1e-5)
 
 
 def test_discarded_updates_leave_the_model_untouched():

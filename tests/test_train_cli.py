@@ -22,6 +22,8 @@ from tf_resnet9.data import load_cifar10
 from tf_resnet9.experiment import cpu_warning
 
 TINY = ["--width", "0.0625", "--batch_size", "32"]
+# The run of `finished_run`, repeated, interrupted and resumed by the tests below.
+RUN = ["--epochs", "3", "--deterministic", *TINY]
 # The subprocesses inherit KERAS_BACKEND; tf.data (host augmentation) needs TensorFlow.
 BACKEND = keras.backend.backend()
 DEFAULT_AUGMENT = "host" if BACKEND == "tensorflow" else "device"
@@ -45,9 +47,7 @@ def run_in_process(capsys, *args) -> tuple[int, str, str]:
 def finished_run(data_dir, tmp_path_factory):
     """A whole run of the command, as a user starts it, and its workdir."""
     workdir = tmp_path_factory.mktemp("run") / "first"
-    result = run_module(
-        "tf_resnet9.train", "--data_dir", data_dir, "--workdir", workdir, "--epochs", "2", *TINY
-    )
+    result = run_module("tf_resnet9.train", "--data_dir", data_dir, "--workdir", workdir, *RUN)
     assert result.returncode == 0, result.stderr
     return result, workdir
 
@@ -61,7 +61,7 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     # No C++ log lines of TensorFlow or XLA (absl's "I0000 00:00:..." format) by default.
     assert not any(line[:1] in "IWE" and line[1:5].isdigit() for line in result.stderr.split("\n"))
     results = json.loads((workdir / "results.json").read_text())
-    assert [row["epoch"] for row in results["epochs"]] == [1, 2]
+    assert [row["epoch"] for row in results["epochs"]] == [1, 2, 3]
     assert results["steps_per_epoch"] == 6
     assert results["config"]["precision"] == "float32"  # the CPU default
     assert results["config"]["augment"] == DEFAULT_AUGMENT
@@ -91,7 +91,14 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     assert results["wall_time_s"] > results["training_time_s"] + results["compile_time_s"]
     assert results["epochs"][-1]["lr"] == 0.0  # the schedule ends at 0
     assert results["versions"]["keras"] and results["device"]["kind"] == "cpu"
-    assert sorted(os.listdir(workdir)) == ["resnet9.keras", "results.json"]  # no temp left
+    written = ["checkpoints", "classes.json", "inference.keras", "report.png", "resnet9.keras"]
+    written += ["results.json", "tensorboard"]
+    written += ["saved_model"] if BACKEND == "tensorflow" else []  # and JAX has tensorboardX
+    assert sorted(os.listdir(workdir)) == sorted(written)
+    # One checkpoint after every epoch, the last two kept (--keep_checkpoints), no temp file.
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["epoch-0002.npz", "epoch-0003.npz"]
+    assert "airplane" in result.stdout  # the per-class accuracy table
+    assert set(results["per_class_accuracy"]) >= {"airplane", "truck"}
 
 
 def test_saved_model_with_preprocess_reproduces_the_reported_accuracy(finished_run, data_dir):
@@ -103,6 +110,75 @@ def test_saved_model_with_preprocess_reproduces_the_reported_accuracy(finished_r
     # Same weights, inference mode; XLA and plain kernels may round a near-tie differently,
     # so allow one image of the 30.
     assert abs(np.mean(logits.argmax(-1) == y_test) - reported) <= 1 / 30 + 1e-9
+
+
+def numbers_of(workdir) -> tuple[list, list, list]:
+    """Everything a run computed (per-epoch metrics, confusion matrix, final weights), no
+    times."""
+    results = json.loads((workdir / "results.json").read_text())
+    epochs = [
+        {k: v for k, v in row.items() if not k.endswith("_time_s")} for row in results["epochs"]
+    ]
+    model = keras.models.load_model(workdir / "resnet9.keras")
+    return epochs, results["confusion_matrix"], [v.numpy() for v in model.variables]
+
+
+def assert_same_numbers(workdir, other) -> None:
+    (epochs, confusion, weights), (epochs2, confusion2, weights2) = map(
+        numbers_of, (workdir, other)
+    )
+    assert epochs == epochs2 and confusion == confusion2
+    for a, b in zip(weights, weights2):
+        np.testing.assert_array_equal(a, b)  # bit for bit
+
+
+def test_deterministic_runs_with_the_same_seed_are_identical(
+    capsys, data_dir, tmp_path, finished_run
+):
+    status, _, err = run_in_process(
+        capsys, "--data_dir", data_dir, "--workdir", tmp_path / "again", *RUN
+    )
+    assert status == 0, err
+    assert_same_numbers(tmp_path / "again", finished_run[1])
+
+
+def test_sigterm_then_resume_ends_where_an_uninterrupted_run_ends(
+    capsys, data_dir, tmp_path, finished_run
+):
+    workdir = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tf_resnet9.train", "--data_dir", data_dir, "--workdir", workdir]
+        + RUN,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stdout:
+        if line.strip().startswith("1 "):  # epoch 1's row: its checkpoint is on disk
+            break
+    process.send_signal(signal.SIGTERM)  # in epoch 2 (each takes ~0.3 s here)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "interrupted (SIGTERM): stopped; " in err and "--resume" in err
+    assert "Traceback" not in err
+    assert not (workdir / "results.json").exists()
+    saved = sorted(path.name for path in (workdir / "checkpoints").iterdir())
+    assert saved[0] == "epoch-0001.npz" and not any(n.startswith(".tmp") for n in saved)
+
+    status, out, err = run_in_process(
+        capsys, "--data_dir", data_dir, "--workdir", workdir, *RUN, "--resume"
+    )
+    assert status == 0, err
+    assert "resuming from" in out
+    assert_same_numbers(workdir, finished_run[1])
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(capsys, data_dir, tmp_path):
+    args = ["--data_dir", data_dir, "--workdir", tmp_path, "--resume", *TINY]
+    status, _, err = run_in_process(capsys, *args)
+    assert status == 1
+    assert "no checkpoint to resume from" in err and "Traceback" not in err
 
 
 def test_ctrl_c_while_compiling_stops_at_once_and_leaves_nothing(data_dir, tmp_path):

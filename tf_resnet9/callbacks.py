@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import keras
 
@@ -33,3 +34,48 @@ class ProgressTable(keras.callbacks.Callback):
             f"{logs['train_acc']:9.2%}  {logs['test_loss']:9.4f}  {logs['test_acc']:8.2%}  "
             f"{logs['epoch_time_s']:7.1f}  {logs['training_time_s']:7.1f}"
         )
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """Within an epoch, on a terminal: one line, rewritten in place, with the steps done,
+    images/s and the time left of the epoch. Off a terminal (a log, CI) it writes nothing.
+
+    It reads no result of the device: the steps counted are those dispatched, which on a
+    CPU is those done; on a GPU an epoch is one compiled call, so the line is the table's.
+
+    Args:
+        steps_per_epoch: Steps in an epoch.
+        batch_size: Images per step.
+        out: Text stream (default: stdout at the time of printing).
+        every_s: Seconds between rewrites at most.
+    """
+
+    def __init__(self, steps_per_epoch: int, batch_size: int, out=None, every_s: float = 0.5):
+        super().__init__()
+        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
+        self.out, self.every_s = out, every_s
+        self._shown = False
+
+    def _stream(self):
+        return self.out or sys.stdout
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start, self.last = epoch + 1, time.perf_counter(), 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        stream, now = self._stream(), time.perf_counter()
+        if not stream.isatty() or now - self.last < self.every_s:
+            return
+        done, elapsed = int(logs["steps"]), now - self.start
+        left = elapsed / done * (self.steps_per_epoch - done)
+        stream.write(
+            f"\repoch {self.epoch}: {done}/{self.steps_per_epoch} steps, "
+            f"{done * self.batch_size / elapsed:,.0f} images/s, {left:.0f} s left   "
+        )
+        stream.flush()
+        self.last, self._shown = now, True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._shown:  # make room for the epoch's row
+            self._stream().write("\r\033[K")
+            self._shown = False

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from tf_resnet9.data import DATASETS
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 INITS = ("torch", "he_uniform")
 AUGMENT_MODES = ("device", "host")
+DATASET_NAMES = tuple(DATASETS)
 RECIPE_EPOCHS = 24  # the length the recipe's schedule was tuned for
 
 
@@ -38,6 +41,9 @@ class TrainConfig:
     (see `tf_resnet9.optimizer.to_summed_loss_units`).
     """
 
+    dataset: str = _setting(
+        "cifar10", "The data set: cifar10, or cifar100 (its 100 fine labels).", DATASET_NAMES
+    )
     epochs: int = _setting(RECIPE_EPOCHS, "Epochs to train; the lr peaks at 5/24 of them.")
     batch_size: int = _setting(512, "Images per step; the last partial batch is dropped.")
     peak_lr: float = _setting(0.4, "Peak learning rate per step, mean-loss units.")
@@ -83,6 +89,16 @@ class TrainConfig:
     subset_seed: int = _setting(
         0, "Seeds the choice of the --train_limit and --test_limit subsets."
     )
+    deterministic: bool = _setting(
+        False, "Make every op deterministic: two runs with the same seed give the same numbers."
+    )
+    keep_checkpoints: int = _setting(
+        2, "Checkpoints kept in WORKDIR/checkpoints (one is written after every epoch)."
+    )
+    tensorboard: bool = _setting(True, "Write TensorBoard logs to WORKDIR/tensorboard.")
+    grad_log_every: int = _setting(
+        25, "Log each layer group's gradient norm to TensorBoard every N steps."
+    )
 
     def __post_init__(self):
         _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -94,10 +110,12 @@ class TrainConfig:
         _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _require(self.width > 0, "width", self.width, "a number > 0")
         _require(self.logit_scale > 0, "logit_scale", self.logit_scale, "a number > 0")
-        for name in ("precision", "augment"):
+        for name in ("dataset", "precision", "augment"):
             choices = self.field_choices(name)
             value = getattr(self, name)
             _require(value is None or value in choices, name, value, f"one of {', '.join(choices)}")
+        for name in ("keep_checkpoints", "grad_log_every"):
+            _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         for name in ("steps_per_call", "train_limit", "test_limit"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, value, "an integer >= 1 (or unset)")

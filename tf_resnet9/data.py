@@ -1,6 +1,10 @@
-"""CIFAR-10 loading: the official python files, the Keras cache, or tensorflow-datasets.
+"""CIFAR-10 and CIFAR-100 loading: the official python files, the Keras cache, or
+tensorflow-datasets.
 
-Everything returned is validated: uint8 images (N, 32, 32, 3), int32 labels in 0..9.
+Both data sets share every code path; what differs (file names, label key, number of
+classes, class names) is one `DatasetSpec` per data set in `DATASETS`. Everything returned
+is validated: uint8 images (N, 32, 32, 3), int32 labels in 0..num_classes(dataset) - 1
+(CIFAR-100: its 100 fine labels).
 """
 
 from __future__ import annotations
@@ -15,38 +19,160 @@ from collections.abc import Iterator
 
 import numpy as np
 
-FOLDER = "cifar-10-batches-py"
-ARCHIVE = "cifar-10-python.tar.gz"
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_FILE = "test_batch"
-NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
-OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """One data set's official python layout and what its files hold.
+
+    Attributes:
+        name: Its key in `DATASETS`, and its name in tensorflow-datasets.
+        title: Its name in messages, as its authors write it.
+        num_classes: Labels are 0..num_classes - 1.
+        folder: The folder the official tarball unpacks to.
+        archive: The official tarball's file name.
+        url: Where to download `archive`.
+        train_files: The pickled training files in `folder`, in the order they are joined.
+        test_file: The pickled test file in `folder`.
+        label_key: The labels' key in the dicts those files hold.
+        meta_file: The pickled file in `folder` that names the classes.
+        names_key: The class names' key in `meta_file`'s dict.
+        class_names: The class names in label order, as `meta_file` lists them.
+    """
+
+    name: str
+    title: str
+    num_classes: int
+    folder: str
+    archive: str
+    url: str
+    train_files: tuple[str, ...]
+    test_file: str
+    label_key: bytes
+    meta_file: str
+    names_key: bytes
+    class_names: tuple[str, ...]
+
+
+# The fine label names in label order, as the official `meta` file lists them (alphabetical;
+# checked against published copies of its fine_label_names: tensorflow-datasets ships none,
+# it reads them from the download).
+_CIFAR100_FINE_NAMES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
+    "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm",
+)  # fmt: skip
+
+DATASETS = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            name="cifar10",
+            title="CIFAR-10",
+            num_classes=10,
+            folder="cifar-10-batches-py",
+            archive="cifar-10-python.tar.gz",
+            url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+            test_file="test_batch",
+            label_key=b"labels",
+            meta_file="batches.meta",
+            names_key=b"label_names",
+            class_names=(
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ),
+        ),
+        DatasetSpec(
+            name="cifar100",
+            title="CIFAR-100",
+            num_classes=100,
+            folder="cifar-100-python",
+            archive="cifar-100-python.tar.gz",
+            url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            train_files=("train",),
+            test_file="test",
+            # The 100 fine labels; the files also hold the 20 superclasses, b"coarse_labels".
+            label_key=b"fine_labels",
+            meta_file="meta",
+            names_key=b"fine_label_names",
+            class_names=_CIFAR100_FINE_NAMES,
+        ),
+    )
+}
+
+# CIFAR-10's, under the names they had before CIFAR-100: experiment.py counts images per
+# class with NUM_CLASSES.
+NUM_CLASSES = DATASETS["cifar10"].num_classes
+TRAIN_FILES = DATASETS["cifar10"].train_files
+TEST_FILE = DATASETS["cifar10"].test_file
+
+
 class DatasetError(Exception):
-    """CIFAR-10 could not be found or read; the message says where and how to fix it."""
+    """A data set could not be found or read; the message says where and how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Where CIFAR-10 is read from: an official `folder` or `archive`, or `tfds`.
+    """Where a data set is read from: an official `folder` or `archive`, or `tfds`.
 
-    `looked` lists the places already searched, for the error message if tfds fails too.
+    `dataset` is its key in `DATASETS`. `looked` lists the places already searched, for the
+    error message if tfds fails too.
     """
 
     kind: str
     path: str | None = None
     looked: tuple[str, ...] = ()
+    dataset: str = "cifar10"
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.path}" if self.path else self.kind
+        # A folder or archive path names its data set already; "tfds" alone would not.
+        return f"{self.kind} {self.path}" if self.path else f"{self.kind} {self.dataset}"
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Arrays:
+    """Loads CIFAR-10 or CIFAR-100 as NumPy arrays.
+
+    Args:
+        name: A key of `DATASETS`: "cifar10" or "cifar100".
+        data_dir: The official folder (`cifar-10-batches-py`, `cifar-100-python`), its
+            parent, or the official tarball (`cifar-10-python.tar.gz`,
+            `cifar-100-python.tar.gz`) or a folder holding it. None: the Keras cache, else
+            tensorflow-datasets (which downloads when there is a network).
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`: uint8 images (N, 32, 32, 3), int32 labels
+        in 0..num_classes(name) - 1 (CIFAR-100: the fine labels).
+
+    Raises:
+        ValueError: `name` is not a key of `DATASETS`.
+        DatasetError: no data where it looked, or a file that is truncated or malformed.
+    """
+    return read(locate(data_dir, name))
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None) -> Arrays:
-    """Loads CIFAR-10 as NumPy arrays.
+    """Loads CIFAR-10 as NumPy arrays: `load_dataset("cifar10", data_dir)`.
 
     Args:
         data_dir: The `cifar-10-batches-py` folder, its parent, or `cifar-10-python.tar.gz`
@@ -59,43 +185,108 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> Arrays:
     Raises:
         DatasetError: no data where it looked, or a file that is truncated or malformed.
     """
-    return read(locate(data_dir))
+    return load_dataset("cifar10", data_dir)
 
 
-def locate(data_dir: str | os.PathLike | None = None) -> Source:
-    """Finds CIFAR-10 without reading it; see `load_cifar10` for the search order."""
+def locate(data_dir: str | os.PathLike | None = None, dataset: str = "cifar10") -> Source:
+    """Finds a data set without reading it; see `load_dataset` for the search order.
+
+    Raises:
+        ValueError: `dataset` is not a key of `DATASETS`.
+        DatasetError: `data_dir` was given and holds no copy of the data set.
+    """
+    spec = _spec(dataset)
     if data_dir is not None:
         data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         candidates = [(data_dir, "given")]
     else:
-        candidates = [(path, "Keras cache") for path in keras_cache_dirs()]
+        candidates = [(path, "Keras cache") for path in keras_cache_dirs(spec.name)]
     looked = []
     for path, origin in candidates:
-        for source in _official_layouts(path):
-            if _present(source):
+        for source in _official_layouts(path, spec):
+            if _present(source, spec):
                 return source
-        looked.append(f"{path} ({origin}): no {FOLDER} folder or {ARCHIVE}")
+        looked.append(f"{path} ({origin}): no {spec.folder} folder or {spec.archive}")
     if data_dir is not None:
-        raise DatasetError(_not_found_message(looked))
-    return Source("tfds", looked=tuple(looked))
+        raise DatasetError(_not_found_message(spec, looked))
+    return Source("tfds", looked=tuple(looked), dataset=spec.name)
 
 
-def keras_cache_dirs() -> list[str]:
-    """Where `keras.datasets.cifar10.load_data()` leaves the data (Keras 3 and Keras 2)."""
+def keras_cache_dirs(dataset: str = "cifar10") -> list[str]:
+    """Where `keras.datasets.cifar10` / `cifar100.load_data()` leave the data.
+
+    Keras 3 unpacks into `datasets/<folder>-target/<folder>`, Keras 2 into `datasets/<folder>`
+    (keras/src/datasets/cifar10.py and cifar100.py); both are searched for the official layouts.
+    """
+    spec = _spec(dataset)
     home = os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
     datasets = os.path.join(home, "datasets")
-    return [os.path.join(datasets, "cifar-10-batches-py-target"), datasets]
+    return [os.path.join(datasets, f"{spec.folder}-target"), datasets]
 
 
 def read(source: Source) -> Arrays:
-    """Reads and validates CIFAR-10 from a located `Source`."""
+    """Reads and validates the data set a located `Source` holds."""
+    spec = _spec(source)
     if source.kind == "tfds":
-        return _read_tfds(list(source.looked))
-    train = [_read_batch(source, name) for name in TRAIN_FILES]
-    test = _read_batch(source, TEST_FILE)
+        return _read_tfds(spec, list(source.looked))
+    train = [_read_batch(source, name) for name in spec.train_files]
+    test = _read_batch(source, spec.test_file)
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])
     return (x_train, y_train), test
+
+
+def num_classes(dataset: str | Source) -> int:
+    """How many classes a data set has (CIFAR-100: its fine labels), by name or `Source`."""
+    return _spec(dataset).num_classes
+
+
+def class_names(dataset: str | Source) -> tuple[str, ...]:
+    """The class names of a data set, in label order.
+
+    Args:
+        dataset: A key of `DATASETS`: the names its official meta file lists. Or a located
+            `Source`: an official folder's or archive's meta file (`batches.meta`, `meta`),
+            read and validated where the copy has one (not every copy does: then, as for a
+            tfds source, the official names).
+
+    Raises:
+        ValueError: `dataset` is not a key of `DATASETS`.
+        DatasetError: the meta file is missing, truncated or malformed.
+    """
+    spec = _spec(dataset)
+    if not isinstance(dataset, Source) or not _has_member(dataset, spec.meta_file):
+        return spec.class_names
+    meta, where = _load_pickle(dataset, spec.meta_file)
+    key = spec.names_key.decode()
+    if not isinstance(meta, dict) or spec.names_key not in meta:
+        raise DatasetError(f"{where}: not a {spec.title} meta file (expected a dict with {key}).")
+    names = meta[spec.names_key]
+    if (
+        not isinstance(names, list | tuple)
+        or len(names) != spec.num_classes
+        or not all(isinstance(n, bytes | str) and n for n in names)
+    ):
+        raise DatasetError(f"{where}: {key} must list {spec.num_classes} non-empty names.")
+    # Pickled by Python 2, the names unpickle as bytes (encoding="bytes" keeps them so).
+    names = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{where}: {key} names a class twice.")
+    return names
+
+
+def _has_member(source: Source, name: str) -> bool:
+    """Whether an official folder or archive holds the file `name` (never a tfds source)."""
+    if source.kind == "folder":
+        return os.path.isfile(os.path.join(source.path, name))
+    if source.kind == "archive":
+        try:
+            with tarfile.open(source.path, "r:gz") as tar:
+                tar.getmember(f"{_spec(source).folder}/{name}")
+            return True
+        except (KeyError, tarfile.TarError, OSError, EOFError, zlib.error):
+            return False  # a damaged archive: reading its batches will say so
+    return False
 
 
 def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -103,7 +294,8 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
 
     Every class gets limit // classes images (one more for a random choice of classes, for
     the remainder); a class with fewer images gives all it has, and the others make up the
-    difference. The indices are in the data's order. Copies of CIFAR-10 sorted by class
+    difference. The classes are those in `labels`, however many (10 for CIFAR-10, 100 for
+    CIFAR-100). The indices are in the data's order. Copies of a data set sorted by class
     make a first-N subset hold one class only: this one represents them all.
 
     Args:
@@ -127,32 +319,39 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
     return np.sort(np.concatenate([m[:q] for m, q in zip(members, quota)]))
 
 
-def _official_layouts(path: str) -> Iterator[Source]:
+def _spec(dataset: str | Source) -> DatasetSpec:
+    name = dataset.dataset if isinstance(dataset, Source) else dataset
+    if isinstance(name, str) and name in DATASETS:
+        return DATASETS[name]
+    raise ValueError(f"dataset={name!r} is not one of: {', '.join(DATASETS)}.")
+
+
+def _official_layouts(path: str, spec: DatasetSpec) -> Iterator[Source]:
     if path.endswith(".tar.gz") or path.endswith(".tgz"):
-        yield Source("archive", path)
+        yield Source("archive", path, dataset=spec.name)
         return
-    yield Source("folder", path)
-    yield Source("folder", os.path.join(path, FOLDER))
-    yield Source("archive", os.path.join(path, ARCHIVE))
+    yield Source("folder", path, dataset=spec.name)
+    yield Source("folder", os.path.join(path, spec.folder), dataset=spec.name)
+    yield Source("archive", os.path.join(path, spec.archive), dataset=spec.name)
 
 
-def _present(source: Source) -> bool:
+def _present(source: Source, spec: DatasetSpec) -> bool:
     if source.kind == "archive":
         return os.path.isfile(source.path)
-    return os.path.isfile(os.path.join(source.path, TEST_FILE))
+    return os.path.isfile(os.path.join(source.path, spec.test_file))
 
 
-def _not_found_message(looked: list[str]) -> str:
+def _not_found_message(spec: DatasetSpec, looked: list[str]) -> str:
     places = "\n".join(f"  - {place}" for place in looked)
     return (
-        f"CIFAR-10 not found. Looked in:\n{places}\n"
-        f"Supply it with --data_dir: the {FOLDER} folder, its parent, or {ARCHIVE} "
-        f"(download {OFFICIAL_URL} on a machine with a network)."
+        f"{spec.title} not found. Looked in:\n{places}\n"
+        f"Supply it with --data_dir: the {spec.folder} folder, its parent, or {spec.archive} "
+        f"(download {spec.url} on a machine with a network)."
     )
 
 
-def _tfds_failure(error: Exception) -> str:
-    """Why tensorflow-datasets gave no CIFAR-10, naming a missing package where one is."""
+def _tfds_failure(spec: DatasetSpec, error: Exception) -> str:
+    """Why tensorflow-datasets gave no data, naming a missing package where one is."""
     if isinstance(error, ModuleNotFoundError) and error.name:
         if error.name.split(".")[0] == "tensorflow_datasets":
             return "tensorflow-datasets: not installed (pip install tensorflow-datasets)"
@@ -163,12 +362,18 @@ def _tfds_failure(error: Exception) -> str:
         )
     first_line = (str(error).strip().splitlines() or [""])[0][:200]
     return (
-        f"tensorflow-datasets: could not load or download cifar10 ({type(error).__name__}: "
-        f"{first_line})"
+        f"tensorflow-datasets: could not load or download {spec.name} "
+        f"({type(error).__name__}: {first_line})"
     )
 
 
 def _read_batch(source: Source, name: str) -> tuple[np.ndarray, np.ndarray]:
+    batch, where = _load_pickle(source, name)
+    return _validate_batch(batch, where, _spec(source))
+
+
+def _load_pickle(source: Source, name: str) -> tuple[object, str]:
+    """Unpickles file `name` of an official folder or archive; returns it and where it was."""
     if source.kind == "folder":
         where = os.path.join(source.path, name)
         try:
@@ -177,13 +382,13 @@ def _read_batch(source: Source, name: str) -> tuple[np.ndarray, np.ndarray]:
         except OSError as e:
             raise DatasetError(f"{where}: cannot read it ({e.strerror}).") from None
     else:
-        where = f"{source.path}:{FOLDER}/{name}"
-        raw = _read_archive_member(source.path, f"{FOLDER}/{name}")
+        member = f"{_spec(source).folder}/{name}"
+        where = f"{source.path}:{member}"
+        raw = _read_archive_member(source.path, member)
     try:
-        batch = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        return _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load(), where
     except Exception as e:  # noqa: BLE001 - any failure to unpickle means a corrupt file
         raise DatasetError(f"{where}: truncated or corrupt ({type(e).__name__}: {e}).") from None
-    return _validate_batch(batch, where)
 
 
 def _read_archive_member(archive: str, member: str) -> bytes:
@@ -201,7 +406,7 @@ def _read_archive_member(archive: str, member: str) -> bytes:
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles the official batch dicts but refuses anything that could run code."""
+    """Unpickles the official dicts but refuses anything that could run code."""
 
     _ALLOWED = {
         ("numpy", "ndarray"),
@@ -219,10 +424,15 @@ class _SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _validate_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise DatasetError(f"{where}: not a CIFAR-10 batch (expected a dict with data, labels).")
-    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+def _validate_batch(
+    batch, where: str, spec: DatasetSpec = DATASETS["cifar10"]
+) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(batch, dict) or b"data" not in batch or spec.label_key not in batch:
+        raise DatasetError(
+            f"{where}: not a {spec.title} batch "
+            f"(expected a dict with data, {spec.label_key.decode()})."
+        )
+    data, labels = batch[b"data"], np.asarray(batch[spec.label_key])
     pixels = int(np.prod(IMAGE_SHAPE))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise DatasetError(f"{where}: data must be a uint8 array (N, {pixels}).")
@@ -230,31 +440,38 @@ def _validate_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"{where}: data has shape {data.shape}, expected (N>0, {pixels}).")
     if labels.shape != (len(data),):
         raise DatasetError(f"{where}: {labels.size} labels for {len(data)} images.")
-    _check_labels(labels, where)
+    _check_labels(labels, where, spec)
     # Rows are channel-major (R plane, G plane, B plane); the model wants NHWC.
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels.astype(np.int32)
 
 
-def _check_labels(labels: np.ndarray, where: str) -> None:
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= 10:
-        raise DatasetError(f"{where}: labels must be integers in 0..{NUM_CLASSES - 1}.")
+def _check_labels(labels: np.ndarray, where: str, spec: DatasetSpec) -> None:
+    if (
+        not np.issubdtype(labels.dtype, np.integer)
+        or labels.min() < 0
+        or labels.max() >= spec.num_classes
+    ):
+        raise DatasetError(f"{where}: labels must be integers in 0..{spec.num_classes - 1}.")
 
 
-def _read_tfds(looked: list[str]) -> Arrays:
+def _read_tfds(spec: DatasetSpec, looked: list[str]) -> Arrays:
     try:
         import tensorflow_datasets as tfds
 
+        # The supervised label is the one we want for both: cifar100's ("image", "label")
+        # pair gives the fine label (tensorflow_datasets/image_classification/cifar.py:
+        # Cifar100 reads "label" with fine_label_names.txt; the superclass is "coarse_label").
         train, test = tfds.as_numpy(
-            tfds.load("cifar10", split=["train", "test"], batch_size=-1, as_supervised=True)
+            tfds.load(spec.name, split=["train", "test"], batch_size=-1, as_supervised=True)
         )
     except Exception as e:  # noqa: BLE001 - tfds raises many types when offline
-        raise DatasetError(_not_found_message(looked + [_tfds_failure(e)])) from None
+        raise DatasetError(_not_found_message(spec, looked + [_tfds_failure(spec, e)])) from None
     arrays = []
     for (images, labels), split in ((train, "train"), (test, "test")):
-        where = f"tensorflow-datasets cifar10/{split}"
+        where = f"tensorflow-datasets {spec.name}/{split}"
         if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE:
             raise DatasetError(f"{where}: unexpected images {images.dtype} {images.shape}.")
-        _check_labels(labels, where)
+        _check_labels(labels, where, spec)
         arrays.append((images, labels.astype(np.int32)))
     return tuple(arrays)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import sys
 import time
@@ -10,32 +11,41 @@ import time
 import keras
 import numpy as np
 
-from tf_resnet9 import data, loop, settings
-from tf_resnet9.callbacks import ProgressTable
-from tf_resnet9.config import TrainConfig
+from tf_resnet9 import backends, checkpoints, data, export, loop, settings
+from tf_resnet9.callbacks import ProgressLine, ProgressTable
+from tf_resnet9.config import ConfigError, TrainConfig
 from tf_resnet9.inputs import DeviceInput, EvalSet, HostInput
 from tf_resnet9.model import resnet9
 from tf_resnet9.optimizer import NesterovSGD
+from tf_resnet9.report import RunReport
 from tf_resnet9.results import library_versions, write_json_atomic
 from tf_resnet9.schedule import PiecewiseLinear
 from tf_resnet9.steps import CompiledSteps
+from tf_resnet9.tensorboard import TensorBoard
 from tf_resnet9.workdir import make_workdir, remove_if_empty
 
 RESULTS_FILE = "results.json"
 MODEL_FILE = "resnet9.keras"
+REPORT_FILE = "report.png"
+TENSORBOARD_FOLDER = "tensorboard"
 QUICK_CHECK = "--width 0.25 --epochs 2 --train_limit 4096"
 
 
 def build_steps(config: TrainConfig, precision: str, schedule: PiecewiseLinear) -> CompiledSteps:
     """ResNet9 with the recipe's optimizer following `schedule`, compiled."""
     model = resnet9(
-        width=config.width, init=config.init, logit_scale=config.logit_scale, dtype=precision
+        num_classes=data.num_classes(config.dataset),
+        width=config.width,
+        init=config.init,
+        logit_scale=config.logit_scale,
+        dtype=precision,
     )
     optimizer = NesterovSGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
     if precision == "mixed_float16":
         # fp16 gradients underflow without a loss scale; bf16 has float32's exponent range.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return CompiledSteps(model, optimizer, jit=config.jit)
+    # The gradient norms are for TensorBoard only: without it, the steps skip them.
+    return CompiledSteps(model, optimizer, jit=config.jit, grad_norms=config.tensorboard)
 
 
 def train_and_evaluate(
@@ -44,18 +54,24 @@ def train_and_evaluate(
     workdir: str | os.PathLike | None = None,
     out=None,
     callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    resume: bool = False,
 ) -> dict:
     """Trains ResNet9 by the recipe, evaluating on the test set after every epoch.
 
     Args:
         config: The run's settings.
         data_dir: Where CIFAR-10 is (see `tf_resnet9.load_cifar10`).
-        workdir: If set, `results.json` and the trained model (`resnet9.keras`) are written
-            there at the end, each atomically. Created at the start (so that a bad path
-            fails before training) and removed again if the run fails and left it empty.
+        workdir: If set, a checkpoint after every epoch, and at the end `results.json`,
+            the trained model (`resnet9.keras`) and the model for inference (uint8 images
+            in, probabilities out: `inference.keras`, `classes.json`, and `saved_model/` on
+            TensorFlow; see `tf_resnet9.export`), each written atomically. Created at the
+            start (so that a bad path fails before training) and removed again if the run
+            fails and left it empty.
         out: Text stream for progress (default stdout).
         callbacks: Keras callbacks called by the epoch loop (`tf_resnet9.loop`), after the
-            progress table.
+            run's own (progress table, checkpoints, TensorBoard, report).
+        resume: Continue from the latest checkpoint in `workdir` (written after every
+            epoch), to the same results an uninterrupted run reaches.
 
     Returns:
         The results: config, per-epoch metrics, final test accuracy, timings, device, versions.
@@ -64,14 +80,19 @@ def train_and_evaluate(
         ConfigError: a setting does not fit the data or the backend.
         DatasetError: CIFAR-10 is missing or corrupt.
         TrainingDiverged: the loss became NaN or infinite.
+        CheckpointError: `resume` finds no usable checkpoint.
     """
     wall_start = time.perf_counter()
     out = out or sys.stdout
+    if resume and workdir is None:
+        raise ConfigError("resume", True, "it needs the workdir of the run to resume.")
+    checkpoint = checkpoints.load_latest(workdir) if resume else None
     created = make_workdir(workdir)
     try:
-        results, model = _run(config, data_dir, out, callbacks, wall_start)
+        results, model = _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start)
         if workdir is not None:
             _save_model(model, os.path.join(workdir, MODEL_FILE))
+            export.save_inference_model(model, results["class_names"], workdir)
             write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
     except BaseException:
         remove_if_empty(created)
@@ -79,14 +100,15 @@ def train_and_evaluate(
     return results
 
 
-def _run(config, data_dir, out, callbacks, wall_start) -> tuple[dict, keras.Model]:
-    source = data.locate(data_dir)
+def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
+    source = data.locate(data_dir, config.dataset)
     (x_train, y_train), (x_test, y_test) = data.read(source)
     train_subset = data.balanced_subset(y_train, config.train_limit, config.subset_seed)
     test_subset = data.balanced_subset(y_test, config.test_limit, config.subset_seed)
     x_train, y_train = x_train[train_subset], y_train[train_subset]
     x_test, y_test = x_test[test_subset], y_test[test_subset]
     run = settings.resolve(config, len(x_train), len(x_test))
+    names = data.class_names(source)
     if run.device.kind == "cpu":
         print(cpu_warning(config, run.device.name), file=out)
     print(
@@ -96,9 +118,17 @@ def _run(config, data_dir, out, callbacks, wall_start) -> tuple[dict, keras.Mode
         file=out,
     )
 
+    if config.deterministic:
+        backends.make_deterministic(config.jit)
     keras.utils.set_random_seed(config.seed)
     schedule = PiecewiseLinear(*config.lr_knots, steps_per_epoch=run.steps_per_epoch)
     steps = build_steps(config, run.precision, schedule)
+    progress = None
+    if checkpoint is not None:
+        progress = checkpoints.restore(checkpoint, config, steps.model, steps.optimizer)
+        if checkpoint.epoch >= config.epochs:
+            raise ConfigError("resume", True, f"{checkpoint.path}: the run is already complete.")
+        print(f"resuming from {checkpoint.path} (epoch {checkpoint.epoch})", file=out)
     input_type = DeviceInput if run.augment == "device" else HostInput
 
     def make_train_input(images, labels):
@@ -124,8 +154,10 @@ def _run(config, data_dir, out, callbacks, wall_start) -> tuple[dict, keras.Mode
         ),
         config.epochs,
         schedule,
-        (ProgressTable(out), *callbacks),
+        (*_run_callbacks(config, run, names, workdir, steps, progress, out), *callbacks),
+        progress,
     )
+    per_class = _per_class_accuracy(fitted.evaluation.confusion)
 
     images_trained = config.epochs * run.steps_per_epoch * config.batch_size
     results = {
@@ -134,21 +166,28 @@ def _run(config, data_dir, out, callbacks, wall_start) -> tuple[dict, keras.Mode
             "source": str(source),
             "train_images": len(x_train),
             "test_images": len(x_test),
-            "train_subset": _subset_record(config.train_limit, config.subset_seed, y_train),
-            "test_subset": _subset_record(config.test_limit, config.subset_seed, y_test),
+            "train_subset": _subset_record(config.train_limit, config, y_train),
+            "test_subset": _subset_record(config.test_limit, config, y_test),
         },
         "steps_per_epoch": run.steps_per_epoch,
         "epochs": fitted.records,
         "test_accuracy": fitted.records[-1]["test_acc"],
+        "test_top5_accuracy": fitted.records[-1]["test_top5_acc"],
+        "class_names": list(names),
+        "per_class_accuracy": dict(zip(names, per_class)),
+        "confusion_matrix": fitted.evaluation.confusion.tolist(),  # rows: the true class
+        "resumed_from_epoch": checkpoint.epoch if checkpoint else None,
         "compile_time_s": compile_time,
         "training_time_s": fitted.training_time_s,
         "eval_time_s": fitted.eval_time_s,
+        "hooks_time_s": fitted.hooks_time_s,
         "wall_time_s": time.perf_counter() - wall_start,
         "images_per_s": images_trained / fitted.training_time_s,
         "device": dataclasses.asdict(run.device),
         "versions": library_versions(),
         "seed": config.seed,
     }
+    print(per_class_table(names, per_class), file=out)
     print(
         f"test accuracy {results['test_accuracy']:.2%} | training "
         f"{results['training_time_s']:.1f} s (DAWNBench: preprocessing + training, evaluation "
@@ -156,6 +195,55 @@ def _run(config, data_dir, out, callbacks, wall_start) -> tuple[dict, keras.Mode
         file=out,
     )
     return results, steps.model
+
+
+def _run_callbacks(config, run, names, workdir, steps, progress, out):
+    """The run's own callbacks: with a workdir, checkpoints (first: an epoch's row is
+    printed once its checkpoint is on disk), TensorBoard logs and the report; the progress
+    line and table."""
+    callbacks = []
+    if workdir is not None:
+        callbacks.append(
+            checkpoints.Checkpointer(
+                workdir, config, steps.optimizer, config.keep_checkpoints, progress
+            )
+        )
+        if config.tensorboard and importlib.util.find_spec(backends.SUMMARY_PACKAGE) is None:
+            print(
+                f"TensorBoard logs off: {backends.SUMMARY_PACKAGE} is not installed "
+                f"(pip install {backends.SUMMARY_PACKAGE}).",
+                file=out,
+            )
+        elif config.tensorboard:
+            callbacks.append(
+                TensorBoard(
+                    os.path.join(workdir, TENSORBOARD_FOLDER),
+                    names,
+                    steps.grad_groups,
+                    config.grad_log_every,
+                    run.steps_per_epoch,
+                )
+            )
+        earlier = progress.records if progress else ()
+        callbacks.append(RunReport(os.path.join(workdir, REPORT_FILE), names, earlier))
+    line = ProgressLine(run.steps_per_epoch, config.batch_size, out)
+    return [*callbacks, line, ProgressTable(out)]
+
+
+def _per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
+    """Share of each class's test images classified right (None for a class without any)."""
+    totals = confusion.sum(axis=1)
+    return [float(confusion[c, c] / n) if n else None for c, n in enumerate(totals)]
+
+
+def per_class_table(names, accuracies) -> str:
+    """Test accuracy per class, in columns."""
+    cells = [
+        f"{name[:14]:>14} {'-' if acc is None else f'{acc:6.1%}':>6}"
+        for name, acc in zip(names, accuracies)
+    ]
+    rows = [" ".join(cells[i : i + 5]) for i in range(0, len(cells), 5)]
+    return "test accuracy per class:\n" + "\n".join(rows)
 
 
 def cpu_warning(config: TrainConfig, cpu: str) -> str:
@@ -170,15 +258,15 @@ def cpu_warning(config: TrainConfig, cpu: str) -> str:
     return f"No GPU found: training on the CPU ({cpu}), which is slow.{hint}"
 
 
-def _subset_record(limit: int | None, seed: int, labels: np.ndarray) -> dict | None:
+def _subset_record(limit: int | None, config: TrainConfig, labels: np.ndarray) -> dict | None:
     """How a --train_limit / --test_limit subset was drawn, and its images per class."""
     if limit is None:
         return None
-    counts = np.bincount(labels, minlength=data.NUM_CLASSES)
+    counts = np.bincount(labels, minlength=data.num_classes(config.dataset))
     return {
         "limit": limit,
         "method": "random, class-balanced",
-        "seed": seed,
+        "seed": config.subset_seed,
         "per_class": counts.tolist(),
     }
 

@@ -6,6 +6,9 @@ import dataclasses
 import os
 import platform
 
+# Deterministic GPU kernels in XLA (JAX's GPU backend reads XLA_FLAGS when it starts).
+DETERMINISTIC_XLA_FLAG = "--xla_gpu_deterministic_ops=true"
+
 
 @dataclasses.dataclass(frozen=True)
 class Device:

@@ -16,6 +16,16 @@ from tf_resnet9 import augment, backends
 from tf_resnet9.steps import CompiledSteps
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and augmentation, from the run's seed and the epoch.
+
+    Any epoch can be drawn on its own, so a run resumed at epoch k draws exactly what an
+    uninterrupted run draws there: no random state needs saving beyond the seed.
+    """
+    # 31 bits: a valid seed for both backends' stateless generators and for tf.data.
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
 def chunk_lengths(steps: int, steps_per_call: int) -> list[int]:
     """Steps of each call in an epoch: full chunks, then the remainder."""
     return [min(steps_per_call, steps - start) for start in range(0, steps, steps_per_call)]
@@ -32,7 +42,7 @@ class DeviceInput:
         labels: int (N,).
         batch_size: Images per step; the last partial batch of an epoch is dropped.
         steps_per_call: Steps per compiled call.
-        seed: Seeds the shuffles and augmentations of all epochs.
+        seed: Seeds the shuffles and augmentations of all epochs (see `epoch_seed`).
     """
 
     def __init__(self, images, labels, batch_size: int, steps_per_call: int, seed: int):
@@ -41,15 +51,16 @@ class DeviceInput:
         self.batch_size = batch_size
         self.steps = len(images) // batch_size
         self.steps_per_call = steps_per_call
-        self.seed = backends.make_seed(seed)
+        self.seed = seed
 
     @staticmethod
     def step_fn(steps: CompiledSteps):
         return steps.device_steps
 
-    def epoch(self):
-        """Argument tuples (after the state) of the device steps of the next epoch."""
-        self.seed, shuffle_seed, augment_seed = backends.split_seed(self.seed, 3)
+    def epoch(self, number: int):
+        """Argument tuples (after the state) of the device steps of epoch `number`."""
+        seed = backends.make_seed(epoch_seed(self.seed, number))
+        shuffle_seed, augment_seed = backends.split_seed(seed, 2)
         count = self.steps * self.batch_size
         order = backends.permutation(shuffle_seed, int(self.labels.shape[0]))[:count]
         batches = ops.reshape(order, (self.steps, self.batch_size))  # (S, B)
@@ -71,17 +82,16 @@ class HostInput:
         self.batch_size = batch_size
         self.steps = len(images) // batch_size
         self.steps_per_call = steps_per_call
-        self.dataset = pipeline.train_dataset(images, labels, batch_size, seed).batch(
-            steps_per_call
-        )
+        self.seed = seed
+        self.pipeline = pipeline.TrainPipeline(images, labels, batch_size)
 
     @staticmethod
     def step_fn(steps: CompiledSteps):
         return steps.host_steps
 
-    def epoch(self):
-        """Argument tuples (after the state) of the host steps of the next epoch."""
-        yield from self.dataset  # each pass over the dataset reshuffles and redraws
+    def epoch(self, number: int):
+        """Argument tuples (after the state) of the host steps of epoch `number`."""
+        yield from self.pipeline.epoch(epoch_seed(self.seed, number)).batch(self.steps_per_call)
 
 
 class EvalSet(NamedTuple):
@@ -112,12 +122,24 @@ class EvalSet(NamedTuple):
         )
 
 
-def evaluate(steps: CompiledSteps, state, eval_set: EvalSet) -> tuple[float, float]:
-    """(mean loss, accuracy) on the test set; waits for the device."""
-    loss_sum, correct = 0.0, 0.0
+class Evaluation(NamedTuple):
+    """The test set's metrics after an epoch."""
+
+    mean_loss: float
+    accuracy: float
+    top5_accuracy: float
+    confusion: np.ndarray  # int64 (classes, classes): rows the true class, columns predicted
+
+
+def evaluate(steps: CompiledSteps, state, eval_set: EvalSet) -> Evaluation:
+    """Metrics of `state` on the test set; waits for the device."""
+    totals = None
     for i in range(eval_set.images.shape[0]):
-        batch_loss, batch_correct = steps.evaluate(
-            state, eval_set.images[i], eval_set.labels[i], eval_set.weights[i]
-        )
-        loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-    return float(loss_sum) / eval_set.count, float(correct) / eval_set.count
+        batch = steps.evaluate(state, eval_set.images[i], eval_set.labels[i], eval_set.weights[i])
+        totals = batch if totals is None else [a + b for a, b in zip(totals, batch)]
+    loss_sum, confusion, top5 = (ops.convert_to_numpy(x) for x in totals)
+    confusion = np.rint(confusion).astype(np.int64)  # counts below 2**24: exact in float32
+    count = eval_set.count
+    return Evaluation(
+        float(loss_sum) / count, np.trace(confusion) / count, float(top5) / count, confusion
+    )

@@ -3,9 +3,16 @@ and Keras callbacks for everything else (progress, logging, checkpoints).
 
 Callbacks follow Keras' protocol (`keras.callbacks.Callback`): `on_train_begin`,
 `on_epoch_begin(epoch)`, `on_epoch_end(epoch, logs)` and `on_train_end(logs)`, with
-0-based epochs as in `Model.fit`. The logs of an epoch are its record: "epoch" (1-based),
-"lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s",
-"training_time_s". The loop trains outside `Model.fit`, so callbacks see no batch events.
+0-based epochs as in `Model.fit`. The logs of an epoch are its record ("epoch", 1-based;
+"lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5_acc",
+"epoch_time_s", "training_time_s") and, as NumPy arrays, "confusion_matrix" (rows the
+true class) and "grad_norms" (steps, layer groups), and the evaluation and callback times
+so far ("eval_time_s", "hooks_time_s"). When a callback runs, the model's and
+the optimizer's variables hold the epoch's weights. The loop trains outside `Model.fit`:
+callbacks get one batch event per compiled call, `on_train_batch_end(batch, logs)` with
+the index of the call's last step and logs {"steps": steps of the epoch dispatched so far}:
+on a GPU, where an epoch is one call, there is none within an epoch. The time callbacks
+take at the end of an epoch is excluded from the training time.
 """
 
 from __future__ import annotations
@@ -15,10 +22,14 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import keras
+import numpy as np
 
 from tf_resnet9 import backends
-from tf_resnet9.inputs import EvalSet, chunk_lengths, evaluate
+from tf_resnet9.inputs import EvalSet, Evaluation, chunk_lengths, evaluate
 from tf_resnet9.steps import CompiledSteps
+
+# What an epoch's logs hold besides its record.
+EXTRA_LOGS = ("confusion_matrix", "grad_norms", "eval_time_s", "hooks_time_s")
 
 
 class TrainingDiverged(RuntimeError):
@@ -29,14 +40,25 @@ class EpochTotals(NamedTuple):
     mean_loss: float
     correct: int
     first_nonfinite_step: int | None  # 1-based step of the epoch whose loss was NaN or inf
+    grad_norms: np.ndarray  # (steps, layer groups)
+
+
+class Progress(NamedTuple):
+    """How far a run got: what a resumed run starts from (see `tf_resnet9.checkpoints`)."""
+
+    records: list[dict]  # one per epoch done
+    eval_time_s: float  # evaluation time so far
+    hooks_time_s: float  # time in callbacks so far
 
 
 class Fit(NamedTuple):
-    """What `fit` returns: the per-epoch records and the DAWNBench times."""
+    """What `fit` returns: the per-epoch records, the DAWNBench times, the last evaluation."""
 
     records: list[dict]
-    training_time_s: float  # preprocessing and training; evaluation excluded
+    training_time_s: float  # preprocessing and training; evaluation and callbacks excluded
     eval_time_s: float
+    hooks_time_s: float
+    evaluation: Evaluation
 
 
 def warm_up(steps: CompiledSteps, make_input: Callable, eval_set: EvalSet) -> float:
@@ -55,7 +77,7 @@ def warm_up(steps: CompiledSteps, make_input: Callable, eval_set: EvalSet) -> fl
     step_fn = train_input.step_fn(steps)
     lengths = chunk_lengths(train_input.steps, train_input.steps_per_call)
     outputs, seen = [], set()
-    for chunk, length in zip(train_input.epoch(), lengths):
+    for chunk, length in zip(train_input.epoch(1), lengths):
         if length not in seen:
             seen.add(length)
             outputs.append(steps.run_discarding_updates(step_fn, *chunk))
@@ -64,13 +86,25 @@ def warm_up(steps: CompiledSteps, make_input: Callable, eval_set: EvalSet) -> fl
     return time.perf_counter() - start
 
 
-def run_epoch(steps: CompiledSteps, state, train_input) -> tuple[object, EpochTotals]:
-    """One epoch of compiled calls; waits for the device only at the end, reading totals."""
+def run_epoch(
+    steps: CompiledSteps, state, train_input, number: int = 1, on_call=None
+) -> tuple[object, EpochTotals]:
+    """Epoch `number` in compiled calls; waits for the device only at the end, for totals.
+
+    Args:
+        on_call: Called with the steps dispatched so far after each call. It must not read
+            the call's results: that would make the host wait for the device.
+    """
     step_fn = train_input.step_fn(steps)
-    calls = []
-    for chunk in train_input.epoch():
+    calls, dispatched = [], 0
+    for chunk, count in zip(
+        train_input.epoch(number), chunk_lengths(train_input.steps, train_input.steps_per_call)
+    ):
         state, totals = step_fn(state, *chunk)
         calls.append(totals)
+        dispatched += count
+        if on_call is not None:
+            on_call(dispatched)
     loss_sum, correct, steps_done, first_nonfinite = 0.0, 0, 0, None
     for totals, count in zip(calls, chunk_lengths(train_input.steps, train_input.steps_per_call)):
         first = int(totals.first_nonfinite)
@@ -79,7 +113,8 @@ def run_epoch(steps: CompiledSteps, state, train_input) -> tuple[object, EpochTo
         loss_sum += float(totals.loss_sum)
         correct += int(totals.correct)
         steps_done += count
-    return state, EpochTotals(loss_sum / steps_done, correct, first_nonfinite)
+    norms = np.concatenate([keras.ops.convert_to_numpy(totals.grad_norms) for totals in calls])
+    return state, EpochTotals(loss_sum / steps_done, correct, first_nonfinite, norms)
 
 
 def fit(
@@ -88,32 +123,48 @@ def fit(
     epochs: int,
     schedule: keras.optimizers.schedules.LearningRateSchedule,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    progress: Progress | None = None,
 ) -> Fit:
-    """Trains for `epochs`, evaluating after each, and leaves the weights in the model.
+    """Trains up to epoch `epochs`, evaluating after each, and leaves the weights in the model.
 
     Args:
-        steps: The compiled steps, their variables holding the initial weights.
+        steps: The compiled steps, their variables holding the weights to start from.
         make_inputs: Returns (training input, test set); called once, after the clock
             starts, because DAWNBench times preprocessing (moving the data to the device,
             padding) as part of training.
-        epochs: Epochs to train.
+        epochs: The last epoch to train.
         schedule: The optimizer's learning rate, for the records.
         callbacks: Keras callbacks, called with every epoch's record.
+        progress: Where a resumed run starts: after the epochs of its records, with their
+            times. None: from epoch 1.
 
     Raises:
         TrainingDiverged: the loss of a step became NaN or infinite.
     """
+    progress = progress or Progress([], 0.0, 0.0)
+    records = [dict(record) for record in progress.records]
+    done_training_time = records[-1]["training_time_s"] if records else 0.0
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=steps.model)
     clock_start = time.perf_counter()
     train_input, eval_set = make_inputs()
     steps_per_epoch = train_input.steps
     state = steps.initial_state()
-    eval_time, records = 0.0, []
+    eval_time, hooks_time = progress.eval_time_s, progress.hooks_time_s
+    excluded = 0.0  # evaluation and callbacks since the clock started
+    evaluation = None
     callback_list.on_train_begin()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(len(records) + 1, epochs + 1):
+        hooks_start = time.perf_counter()
         callback_list.on_epoch_begin(epoch - 1)
         epoch_start = time.perf_counter()
-        state, totals = run_epoch(steps, state, train_input)
+        excluded += epoch_start - hooks_start
+        state, totals = run_epoch(
+            steps,
+            state,
+            train_input,
+            epoch,
+            lambda done: callback_list.on_train_batch_end(done - 1, {"steps": done}),
+        )
         train_end = time.perf_counter()
         if totals.first_nonfinite_step is not None:
             step = totals.first_nonfinite_step
@@ -122,22 +173,34 @@ def fit(
                 f"{steps_per_epoch} (step {(epoch - 1) * steps_per_epoch + step} overall); "
                 "stopped, no results written."
             )
-        test_loss, test_acc = evaluate(steps, state, eval_set)
+        evaluation = evaluate(steps, state, eval_set)
+        steps.finish(state)  # the callbacks see this epoch's weights in the variables
         records.append(
             {
                 "epoch": epoch,
                 "lr": float(schedule(epoch * steps_per_epoch - 1)),  # of the epoch's last step
                 "train_loss": totals.mean_loss,
                 "train_acc": totals.correct / (steps_per_epoch * train_input.batch_size),
-                "test_loss": test_loss,
-                "test_acc": test_acc,
+                "test_loss": evaluation.mean_loss,
+                "test_acc": evaluation.accuracy,
+                "test_top5_acc": evaluation.top5_accuracy,
                 "epoch_time_s": train_end - epoch_start,
-                # Since the clock started, earlier evaluations excluded.
-                "training_time_s": train_end - clock_start - eval_time,
+                "training_time_s": done_training_time + train_end - clock_start - excluded,
             }
         )
-        eval_time += time.perf_counter() - train_end
-        callback_list.on_epoch_end(epoch - 1, dict(records[-1]))
+        hooks_start = time.perf_counter()
+        eval_time += hooks_start - train_end
+        logs = records[-1] | {
+            "confusion_matrix": evaluation.confusion,
+            "grad_norms": totals.grad_norms,
+            "eval_time_s": eval_time,
+            "hooks_time_s": hooks_time,
+        }
+        callback_list.on_epoch_end(epoch - 1, logs)
+        hooks_time += time.perf_counter() - hooks_start
+        excluded += time.perf_counter() - train_end
     steps.finish(state)
+    if evaluation is None:
+        raise ValueError(f"epochs={epochs} is invalid: the run already has {len(records)}.")
     callback_list.on_train_end(dict(records[-1]))
-    return Fit(records, records[-1]["training_time_s"], eval_time)
+    return Fit(records, records[-1]["training_time_s"], eval_time, hooks_time, evaluation)

@@ -1,4 +1,4 @@
-"""tf.data input pipelines (TensorFlow backend): augmented training batches, test batches."""
+"""The tf.data training pipeline (TensorFlow backend, `--augment host`)."""
 
 from __future__ import annotations
 
@@ -9,51 +9,42 @@ from keras import ops
 from tf_resnet9 import augment
 
 
-def train_dataset(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
-) -> tf.data.Dataset:
-    """Training batches for any number of epochs: each iteration is one epoch.
+class TrainPipeline:
+    """Augmented training batches, an epoch at a time.
 
-    Reflect padding happens once, here; every iteration reshuffles and draws a fresh crop,
-    flip and cutout for every example (the draws are vectorised per batch). The last
-    partial batch is dropped. The same `seed` gives the same batches, epoch after epoch.
+    Reflect padding happens once, here. Each epoch is its own dataset, drawn from its own
+    seed: a fresh shuffle and a fresh crop, flip and cutout for every example (vectorised
+    per batch), the last partial batch dropped. The same seed gives the same batches, and
+    any epoch can be drawn again without the ones before it (a resumed run needs that).
 
     Args:
         images: uint8 (N, 32, 32, 3).
         labels: int (N,).
         batch_size: Images per batch.
-        seed: Seeds the shuffle and the augmentation.
-
-    Returns:
-        A dataset of (float32 (B, 32, 32, 3), int32 (B,)) with N // batch_size elements.
     """
-    padded = tf.constant(ops.convert_to_numpy(augment.reflect_pad(images)))  # (N, 40, 40, 3)
-    labels = tf.constant(labels, tf.int32)
-    count = len(images)
 
-    def make_batch(indices, batch_seed):
-        params = augment.draw_params(batch_size, batch_seed)
-        return augment.augment(tf.gather(padded, indices), params), tf.gather(labels, indices)
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
+        self.padded = tf.constant(ops.convert_to_numpy(augment.reflect_pad(images)))  # (N,40,40,3)
+        self.labels = tf.constant(labels, tf.int32)
+        self.batch_size = batch_size
 
-    # Shuffle indices, not images: the images stay in one tensor and each batch is a gather.
-    indices = (
-        tf.data.Dataset.range(count)
-        .shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size, drop_remainder=True)
-    )
-    # One (2,) stateless seed per batch, different in every epoch yet fixed by `seed`.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    batches = tf.data.Dataset.zip(indices, seeds).map(
-        make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    return batches.prefetch(tf.data.AUTOTUNE)
+    def epoch(self, seed: int) -> tf.data.Dataset:
+        """One epoch of (float32 (B, 32, 32, 3), int32 (B,)) batches, N // B of them."""
 
+        def make_batch(indices, batch_seed):
+            params = augment.draw_params(self.batch_size, batch_seed)
+            images = augment.augment(tf.gather(self.padded, indices), params)
+            return images, tf.gather(self.labels, indices)
 
-def eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Normalised, unaugmented batches of (float32 (B, 32, 32, 3), int32 (B,)), in order."""
-    return (
-        tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
-        .batch(batch_size)
-        .map(lambda x, y: (augment.normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+        # Shuffle indices, not images: the images stay in one tensor, each batch a gather.
+        count = int(self.labels.shape[0])
+        indices = (
+            tf.data.Dataset.range(count)
+            .shuffle(count, seed=seed)
+            .batch(self.batch_size, drop_remainder=True)
+        )
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)  # one (2,) stateless seed a batch
+        batches = tf.data.Dataset.zip(indices, seeds).map(
+            make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+        return batches.prefetch(tf.data.AUTOTUNE)

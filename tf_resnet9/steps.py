@@ -22,6 +22,21 @@ class CallMetrics(NamedTuple):
     loss_sum: object  # float32: sum of the steps' mean losses
     correct: object  # int32: correct predictions
     first_nonfinite: object  # int32: index of the first step with a NaN/inf loss, else -1
+    grad_norms: object  # float32 (S, groups): each step's gradient norm per layer group
+
+
+class EvalMetrics(NamedTuple):
+    """Sums over one evaluation batch, padding excluded."""
+
+    loss_sum: object  # float32
+    confusion: object  # float32 (classes, classes): rows the true class, columns predicted
+    top5_correct: object  # float32: images whose class is among the 5 largest logits
+
+
+def layer_group(variable_path: str) -> str:
+    """The layer group a variable belongs to: its layer name up to the first "_" ("prep",
+    "layer1", ..., "linear" in ResNet9), for per-group gradient norms."""
+    return variable_path.split("/")[0].split("_")[0]
 
 
 class CompiledSteps:
@@ -35,9 +50,17 @@ class CompiledSteps:
         model: Maps normalised float images (B, 32, 32, 3) to logits.
         optimizer: A Keras optimizer (a `LossScaleOptimizer` for float16).
         jit: Compile with XLA.
+        grad_norms: Compute each step's gradient norm per layer group (for logging); with
+            False the norms have no columns (`grad_groups` is empty).
     """
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool):
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        jit: bool,
+        grad_norms: bool = True,
+    ):
         self.model = model
         self.optimizer = optimizer
         optimizer.build(model.trainable_variables)
@@ -45,6 +68,9 @@ class CompiledSteps:
             (model.trainable_variables, model.non_trainable_variables, optimizer.variables),
             optimizer,
         )
+        paths = [variable.path for variable in model.trainable_variables] if grad_norms else []
+        self.grad_groups = tuple(dict.fromkeys(layer_group(path) for path in paths))
+        self._group_of = [self.grad_groups.index(layer_group(path)) for path in paths]
         self._loss_and_grads = backends.value_and_grad(self._loss)
         self.host_steps = backends.compile_fn(self._host_steps, jit)
         self.device_steps = backends.compile_fn(self._device_steps, jit)
@@ -81,14 +107,24 @@ class CompiledSteps:
             trainable, non_trainable, optimizer_values, images, labels
         )
         correct = ops.sum(ops.cast(ops.argmax(logits, axis=-1) == labels, "int32"))
-        return self._state.apply(state, grads, non_trainable), loss, correct
+        return self._state.apply(state, grads, non_trainable), loss, correct, self._norms(grads)
+
+    def _norms(self, grads):
+        """L2 norm of the gradient of each layer group (of the scaled loss under float16):
+        a few reductions per step, next to the convolutions' 2.3 GFLOP per image."""
+        if not self.grad_groups:
+            return ops.zeros((0,), "float32")
+        squares = [ops.zeros((), "float32") for _ in self.grad_groups]
+        for group, grad in zip(self._group_of, grads):
+            squares[group] = squares[group] + ops.sum(ops.square(ops.cast(grad, "float32")))
+        return ops.sqrt(ops.stack(squares))  # (groups,)
 
     def _steps(self, state, count: int, batch):
         """`count` steps in one loop; step i trains on `batch(i)` = (images, labels)."""
 
         def step(i, carry):
             state, totals = carry
-            state, loss, correct = self._step(state, *batch(i))
+            state, loss, correct, norms = self._step(state, *batch(i))
             first = ops.where(
                 (totals.first_nonfinite < 0) & ~ops.isfinite(loss), i, totals.first_nonfinite
             )
@@ -98,9 +134,15 @@ class CompiledSteps:
                 totals.loss_sum + ops.cast(loss, "float32"),
                 totals.correct + ops.cast(correct, "int32"),
                 first,
+                ops.slice_update(totals.grad_norms, (i, 0), norms[None]),
             )
 
-        zero = CallMetrics(ops.zeros((), "float32"), ops.zeros((), "int32"), -ops.ones((), "int32"))
+        zero = CallMetrics(
+            ops.zeros((), "float32"),
+            ops.zeros((), "int32"),
+            -ops.ones((), "int32"),
+            ops.zeros((count, len(self.grad_groups)), "float32"),
+        )
         if count == 1:
             # XLA's CPU backend runs convolutions inside a loop ~70x slower than outside one
             # (measured on ResNet9, TensorFlow and JAX alike): one step needs no loop.
@@ -129,7 +171,7 @@ class CompiledSteps:
         return self._steps(state, batches.shape[0], batch)
 
     def _evaluate(self, state, images, labels, weights):
-        """Summed loss and correct predictions of one batch, in inference mode.
+        """Summed loss, confusion matrix and top-5 hits of one batch, in inference mode.
 
         Args:
             state: As returned by the last step function.
@@ -141,8 +183,17 @@ class CompiledSteps:
         logits, _ = self.model.stateless_call(
             trainable, non_trainable, augment.normalize(images), training=False
         )
-        correct = ops.cast(ops.argmax(logits, axis=-1) == labels, "float32")
-        return ops.sum(cross_entropy(labels, logits) * weights), ops.sum(correct * weights)
+        classes = logits.shape[-1]
+        truth = ops.one_hot(labels, classes) * weights[:, None]  # (B, C)
+        predicted = ops.one_hot(ops.argmax(logits, axis=-1), classes)
+        top5 = ops.cast(
+            ops.in_top_k(labels, ops.cast(logits, "float32"), min(5, classes)), "float32"
+        )
+        return EvalMetrics(
+            ops.sum(cross_entropy(labels, logits) * weights),
+            ops.matmul(ops.transpose(truth), predicted),
+            ops.sum(top5 * weights),
+        )
 
 
 def cross_entropy(labels, logits):

@@ -12,15 +12,13 @@ import contextlib
 import datetime
 import importlib.util
 import os
-import re
 import signal
 import sys
-import tempfile
 import threading
 
 from absl import app, flags, logging
 
-from tf_resnet9 import config_flags, workdir
+from tf_resnet9 import commands, config_flags, hardware, workdir
 from tf_resnet9.config import ConfigError
 
 CONFIG_FLAGS = config_flags.define_config_flags()
@@ -34,10 +32,14 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "workdir", None, "Where results.json and resnet9.keras go. Unset: runs/<date-time>."
 )
+flags.DEFINE_boolean(
+    "resume",
+    False,
+    "Continue the run in --workdir from its latest checkpoint (one is written after every "
+    "epoch), to the results an uninterrupted run reaches.",
+)
 flags.DEFINE_boolean("verbose", False, "Show TensorFlow's and XLA's own log lines.")
 FLAGS = flags.FLAGS
-
-HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
 def main(argv: list[str]) -> int:
@@ -50,6 +52,11 @@ def main(argv: list[str]) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "KERAS_BACKEND" not in os.environ and not importlib.util.find_spec("tensorflow"):
         os.environ["KERAS_BACKEND"] = "jax"  # Keras would ask for TensorFlow and fail
+    if FLAGS.deterministic:
+        # Read by XLA when JAX starts a GPU backend: before the imports below.
+        os.environ["XLA_FLAGS"] = " ".join(
+            filter(None, [os.environ.get("XLA_FLAGS"), hardware.DETERMINISTIC_XLA_FLAG])
+        )
     run_dir = FLAGS.workdir or os.path.join(
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
@@ -58,54 +65,25 @@ def main(argv: list[str]) -> int:
         created = workdir.make_workdir(run_dir)
     except ConfigError as e:
         return _error(e)
-    with StopOnSignal(created):
+    with StopOnSignal(run_dir, created):
         # Imported here, not at the top, so that --help and flag errors answer without
         # starting TensorFlow (seconds).
-        with contextlib.nullcontext() if FLAGS.verbose else _without_native_startup_logs():
-            from tf_resnet9 import hardware
+        with contextlib.nullcontext() if FLAGS.verbose else commands.without_native_startup_logs():
+            from tf_resnet9.checkpoints import CheckpointError
             from tf_resnet9.data import DatasetError
             from tf_resnet9.experiment import train_and_evaluate
             from tf_resnet9.loop import TrainingDiverged
 
             hardware.current_device()  # probing for a GPU logs too
         try:
-            train_and_evaluate(config, data_dir=FLAGS.data_dir, workdir=run_dir)
-        except (ConfigError, DatasetError, TrainingDiverged) as e:
+            train_and_evaluate(
+                config, data_dir=FLAGS.data_dir, workdir=run_dir, resume=FLAGS.resume
+            )
+        except (ConfigError, DatasetError, TrainingDiverged, CheckpointError) as e:
             workdir.remove_if_empty(created)
             return _error(e)
     print(f"results: {os.path.join(run_dir, 'results.json')}")
     return 0
-
-
-# A line of the C++ libraries' own log (absl's format: level, date, time, thread, file:line]).
-_NATIVE_LOG_LINE = re.compile(
-    r"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] "
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
-)
-
-
-@contextlib.contextmanager
-def _without_native_startup_logs():
-    """Holds back the C++ log lines TensorFlow and XLA write to stderr while they load.
-
-    They write before their log level (TF_CPP_MIN_LOG_LEVEL) applies, straight to the
-    process's stderr, so the stream itself is held in a file meanwhile; afterwards every
-    other line (a Python warning, an error) is passed on.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            for line in held.read().decode(errors="replace").splitlines(keepends=True):
-                if not _NATIVE_LOG_LINE.match(line):
-                    sys.stderr.write(line)
 
 
 def _error(error: Exception) -> int:
@@ -122,15 +100,19 @@ class StopOnSignal:
 
     Python runs signal handlers only between bytecodes, and while XLA compiles, the main
     thread stays in C++ for a minute. So the signal also wakes a watcher thread (through
-    `signal.set_wakeup_fd`), which acts while the main thread is busy: it removes the empty
-    folders the run created and ends the process with 128 + the signal's number (130 for
-    Ctrl-C). Results files are written atomically at the end, so none is ever half-written.
+    `signal.set_wakeup_fd`), which acts while the main thread is busy: it removes what an
+    interrupted checkpoint write left and the empty folders the run created, says how to
+    resume where a checkpoint exists, and ends the process with 128 + the signal's number
+    (130 for Ctrl-C). Every file is written to a temporary name and renamed into place, so
+    none is ever half-written under its own name.
 
     Args:
+        run_dir: The run's workdir.
         created: The folders this run created (`tf_resnet9.workdir.make_workdir`).
     """
 
-    def __init__(self, created: list[str]):
+    def __init__(self, run_dir: str, created: list[str]):
+        self.run_dir = run_dir
         self.created = created
         self._lock = threading.Lock()
 
@@ -160,30 +142,28 @@ class StopOnSignal:
 
     def stop(self, signum: int) -> None:
         with self._lock:  # the handler and the watcher may both get here: one acts
+            workdir.remove_temporary(self.run_dir)
             workdir.remove_if_empty(self.created)
+            saved = workdir.checkpoint_paths(self.run_dir)
+            if saved:
+                then = (
+                    f"{saved[-1]} is kept: resume with python -m tf_resnet9.train "
+                    f"--workdir {self.run_dir} --resume (and the same flags)."
+                )
+            else:
+                then = "no results written."
             sys.stdout.flush()
             print(
-                f"interrupted ({signal.Signals(signum).name}): stopped; no results written.",
+                f"interrupted ({signal.Signals(signum).name}): stopped; {then}",
                 file=sys.stderr,
                 flush=True,
             )
             os._exit(128 + signum)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    FLAGS.unparse_flags()  # in-process callers (the tests) parse more than once
-    try:
-        return app.parse_flags_with_usage(argv)
-    except SystemExit as e:
-        # absl exits 1 after printing the help it was asked for: that is no failure.
-        if e.code == 1 and any(arg.split("=")[0] in HELP_FLAGS for arg in argv[1:]):
-            raise SystemExit(0) from None
-        raise
-
-
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with main's status."""
-    app.run(main, argv=argv, flags_parser=_parse_flags)
+    commands.run(main, argv)
 
 
 if __name__ == "__main__":

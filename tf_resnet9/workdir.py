@@ -1,7 +1,9 @@
-"""The run's folder: made before a run starts, removed again if a failed run left it empty."""
+"""The run's folder: made before a run starts, removed again if a failed run left it empty;
+where its checkpoints lie. (No Keras here: the command line's Ctrl-C handler uses it.)"""
 
 from __future__ import annotations
 
+import glob
 import os
 
 from tf_resnet9.config import ConfigError
@@ -37,3 +39,22 @@ def remove_if_empty(created: list[str]) -> None:
             os.rmdir(directory)
         except OSError:
             return  # not empty, or gone: keep it and everything above it
+
+
+CHECKPOINT_FOLDER = "checkpoints"
+TEMPORARY_PREFIX = ".tmp-"  # what an interrupted write leaves behind
+
+
+def checkpoint_folder(workdir: str | os.PathLike) -> str:
+    return os.path.join(os.fspath(workdir), CHECKPOINT_FOLDER)
+
+
+def checkpoint_paths(workdir: str | os.PathLike) -> list[str]:
+    """The checkpoints in `workdir` (`epoch-NNNN.npz`), oldest first."""
+    return sorted(glob.glob(os.path.join(checkpoint_folder(workdir), "epoch-[0-9]*.npz")))
+
+
+def remove_temporary(workdir: str | os.PathLike) -> None:
+    """Removes what an interrupted checkpoint write left (the checkpoints themselves stay)."""
+    for path in glob.glob(os.path.join(checkpoint_folder(workdir), TEMPORARY_PREFIX + "*")):
+        os.remove(path)

@@ -182,10 +182,10 @@ def package_draws(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pipeline_draws(count: int, seed: int) -> np.ndarray:
-    """Decoded draws of one epoch of `pipeline.train_dataset` (tf.data), batches of 512."""
+    """Decoded draws of one epoch of `pipeline.TrainPipeline` (tf.data), batches of 512."""
     from tf_resnet9 import pipeline
 
-    dataset = pipeline.train_dataset(_coordinate_images(count), np.zeros(count), 512, seed)
+    dataset = pipeline.TrainPipeline(_coordinate_images(count), np.zeros(count), 512).epoch(seed)
     return decode(np.concatenate([x.numpy() for x, _ in dataset]))
 
 
@@ -194,7 +194,7 @@ def device_draws(count: int, seed: int) -> np.ndarray:
     step, `--augment device`), batches of 512, gathered and augmented as the step does."""
     steps = count // 512
     device_input = DeviceInput(_coordinate_images(count), np.zeros(count), 512, steps, seed)
-    ((padded, _, batches, seeds),) = list(device_input.epoch())  # the epoch in one call
+    ((padded, _, batches, seeds),) = list(device_input.epoch(1))  # the epoch in one call
     images = [
         ops.convert_to_numpy(augment.augment_gathered(padded, batches[i], seeds[i]))
         for i in range(batches.shape[0])

@@ -5,6 +5,7 @@ in `keras.ops`. This package picks the module for the active Keras backend; both
     DEFAULT_AUGMENT           where augmentation runs unless told: "host" (tf.data) or
                               "device"
     HOST_AUGMENT              whether the tf.data input path (--augment host) is available
+    SUMMARY_PACKAGE           the package summary_writer needs (tensorboard, tensorboardX)
     value_and_grad(fn)        fn(params, *args) -> (loss, aux); returns a function giving
                               ((loss, aux), grads), grads shaped like params
     compile_fn(fn, jit)       fn compiled as one program (XLA when jit is True); the
@@ -15,11 +16,16 @@ in `keras.ops`. This package picks the module for the active Keras backend; both
     permutation(seed, count)  a random permutation of 0..count-1 (int32)
     wait(tree)                blocks until every array in `tree` has been computed
     gpu()                     (name, compute capability or None) of the first GPU, or None
+    make_deterministic(jit)   every op deterministic from now on (raises where it cannot be)
     TrainingState(groups, optimizer)
                               where the weights live between compiled calls, for the
                               (trainable, non-trainable, optimizer) variable groups:
                               initial(), values(state), apply(state, grads, non_trainable),
                               finish(state), run_discarding_updates(step_fn, *args)
+    summary_writer(logdir)    a TensorBoard event file writer: scalar(name, value, step),
+                              image(name, rgb_uint8_hwc, step), histogram(name, values,
+                              step), flush(), close(); tf.summary on TensorFlow (needs
+                              tensorboard), tensorboardX on JAX
 """
 
 import keras
@@ -45,4 +51,7 @@ randint = _active.randint
 permutation = _active.permutation
 wait = _active.wait
 gpu = _active.gpu
+make_deterministic = _active.make_deterministic
 TrainingState = _active.TrainingState
+summary_writer = _active.summary_writer
+SUMMARY_PACKAGE = _active.SUMMARY_PACKAGE

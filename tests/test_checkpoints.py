@@ -1,0 +1,93 @@
+"""Checkpoints: what they hold, how many stay, and clear errors for bad ones."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from tf_resnet9 import checkpoints
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.model import resnet9
+from tf_resnet9.optimizer import NesterovSGD
+
+CONFIG = TrainConfig(width=0.0625)
+
+
+def model_and_optimizer(seed: int):
+    keras.utils.set_random_seed(seed)
+    model = resnet9(width=CONFIG.width)
+    optimizer = NesterovSGD(0.1)
+    optimizer.build(model.trainable_variables)
+    for velocity in optimizer.velocities:  # something else than the zeros it starts with
+        velocity.assign(np.random.default_rng(seed).normal(size=velocity.shape))
+    return model, optimizer
+
+
+def meta(epoch: int, config=CONFIG) -> dict:
+    record = {"epoch": epoch, "test_acc": 0.5}
+    return {
+        "epoch": epoch,
+        "records": [record | {"epoch": e} for e in range(1, epoch + 1)],
+        "eval_time_s": 1.5,
+        "hooks_time_s": 0.5,
+        "config": dataclasses.asdict(config),
+    }
+
+
+def values(model, optimizer):
+    return [keras.ops.convert_to_numpy(v) for v in model.variables + optimizer.variables]
+
+
+def test_restore_puts_back_every_variable_and_the_progress(tmp_path):
+    saved_model, saved_optimizer = model_and_optimizer(1)
+    checkpoints.save(tmp_path, saved_model, saved_optimizer, meta(3), keep=2)
+    model, optimizer = model_and_optimizer(2)
+    progress = checkpoints.restore(checkpoints.load_latest(tmp_path), CONFIG, model, optimizer)
+    for got, want in zip(values(model, optimizer), values(saved_model, saved_optimizer)):
+        np.testing.assert_array_equal(got, want)  # a copy: exact
+    assert [r["epoch"] for r in progress.records] == [1, 2, 3]
+    assert (progress.eval_time_s, progress.hooks_time_s) == (1.5, 0.5)
+
+
+def test_only_the_latest_are_kept_and_nothing_temporary(tmp_path):
+    model, optimizer = model_and_optimizer(1)
+    for epoch in range(1, 5):
+        checkpoints.save(tmp_path, model, optimizer, meta(epoch), keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch-0003.npz", "epoch-0004.npz"]
+    assert checkpoints.load_latest(tmp_path).epoch == 4
+
+
+def test_no_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint to resume from"):
+        checkpoints.load_latest(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_damaged_checkpoint_is_named(tmp_path, damage):
+    model, optimizer = model_and_optimizer(1)
+    path = checkpoints.save(tmp_path, model, optimizer, meta(1), keep=2)
+    content = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(content[: len(content) // 2] if damage == "truncate" else b"not a checkpoint")
+    with pytest.raises(checkpoints.CheckpointError, match=f"{path}: truncated or corrupt"):
+        checkpoints.load_latest(tmp_path)
+
+
+def test_a_checkpoint_of_other_settings_is_refused_by_name(tmp_path):
+    model, optimizer = model_and_optimizer(1)
+    checkpoints.save(tmp_path, model, optimizer, meta(1), keep=2)
+    other = dataclasses.replace(CONFIG, peak_lr=0.2, keep_checkpoints=5)  # keep may change
+    with pytest.raises(checkpoints.CheckpointError, match=r"peak_lr=0\.4 there, 0\.2 here\)"):
+        checkpoints.restore(checkpoints.load_latest(tmp_path), other, model, optimizer)
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    model, optimizer = model_and_optimizer(1)
+    checkpoints.save(tmp_path, model, optimizer, meta(1), keep=2)
+    wider = resnet9(width=0.125)
+    other_optimizer = NesterovSGD(0.1)
+    other_optimizer.build(wider.trainable_variables)
+    with pytest.raises(checkpoints.CheckpointError, match="do not fit this model"):
+        checkpoints.restore(checkpoints.load_latest(tmp_path), CONFIG, wider, other_optimizer)

@@ -1,0 +1,235 @@
+r"""Classifies image files with a trained ResNet9.
+
+    python -m tf_resnet9.predict --model runs/first cat.png dog.jpg
+
+--model is a training run's workdir (its inference.keras, else its resnet9.keras) or one of
+those files. Prints the most likely classes of each image, e.g.
+`cat.png: cat 81.2%, dog 9.4%, frog 3.1%`. Images (PNG, JPEG, anything Pillow reads) of
+another size than 32x32 are resized to it, aspect ratio not kept, as CIFAR-10's were.
+Exit status 1 if any file could not be read or classified, else 0.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import zipfile
+
+import numpy as np
+from absl import app, flags, logging
+
+from tf_resnet9 import commands
+
+flags.DEFINE_string(
+    "model",
+    None,
+    "A training run's workdir, or the inference.keras or resnet9.keras file in it.",
+)
+flags.DEFINE_integer("top", 3, "How many classes to print per image.", lower_bound=1)
+FLAGS = flags.FLAGS
+
+HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+# What a workdir holds (tf_resnet9.export, tf_resnet9.experiment), best first.
+MODEL_FILES = ("inference.keras", "resnet9.keras")
+IMAGE_SIZE = 32
+# Images per call of the model: one batch for any usual number of files, while the
+# activations of a full-width ResNet9 (two layers' worth live at once, under 1 MB per
+# image in float32) stay under 256 MB.
+MAX_BATCH = 256
+
+
+class ModelError(Exception):
+    """--model names no model this command can use; the message says why."""
+
+
+def main(argv: list[str]) -> int:
+    paths = argv[1:]
+    if not paths:
+        raise app.UsageError("No images given: expected one or more image files.")
+    # app.run shows library INFO logs (e.g. JAX probing for TPUs); users need warnings only.
+    logging.set_verbosity(logging.WARNING)
+    # Read once, when TensorFlow or XLA starts: set before keras is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "KERAS_BACKEND" not in os.environ and not importlib.util.find_spec("tensorflow"):
+        os.environ["KERAS_BACKEND"] = "jax"  # Keras would ask for TensorFlow and fail
+    if FLAGS.model is None:
+        print(
+            "error: --model is required: a training run's workdir or a .keras file in it.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        model_path = find_model(FLAGS.model)
+        # Keras and its backend start here, not at the top, so that --help and flag errors
+        # answer at once; loading the weights starts the device, which logs too.
+        with commands.without_native_startup_logs():
+            classify, class_names = load_classifier(model_path)
+    except ModelError as e:
+        print(f"error: --model={FLAGS.model}: {e}", file=sys.stderr)
+        return 1
+
+    images, names, failed = [], [], 0
+    for path in paths:
+        try:
+            image, original_size = read_image(path)
+        except ImageError as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if original_size != (IMAGE_SIZE, IMAGE_SIZE):
+            width, height = original_size
+            print(f"{path}: resized {width}x{height} -> {IMAGE_SIZE}x{IMAGE_SIZE}")
+        images.append(image)
+        names.append(path)
+    if images:
+        probabilities = np.concatenate(
+            [
+                classify(np.stack(images[start : start + MAX_BATCH]))
+                for start in range(0, len(images), MAX_BATCH)
+            ]
+        )
+        for path, row in zip(names, probabilities):
+            print(f"{path}: {format_top(row, class_names, FLAGS.top)}")
+    return 1 if failed else 0
+
+
+def find_model(path: str) -> str:
+    """The model file --model names: the file itself, or the best one in a workdir.
+
+    Raises:
+        ModelError: `path` is missing, not a .keras file, or a folder without one.
+    """
+    if os.path.isdir(path):
+        for name in MODEL_FILES:
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise ModelError(f"the folder holds no {' or '.join(MODEL_FILES)}.")
+    if not os.path.exists(path):
+        raise ModelError("no such file or folder.")
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        # Checked here: Keras reports any file that is not a zip archive as "not found".
+        raise ModelError("not a .keras file (the zip archive Keras saves) nor a workdir.")
+    return path
+
+
+def load_classifier(path: str):
+    """Loads a saved model as a function uint8 images (B, 32, 32, 3) -> probabilities.
+
+    Args:
+        path: An `inference.keras` (uint8 images -> probabilities, `tf_resnet9.export`) or a
+            training model `resnet9.keras` (normalised images -> logits), told apart by
+            their input dtype. For the latter, this applies `tf_resnet9.preprocess` and a
+            softmax.
+
+    Returns:
+        (classify, class_names): `classify` maps a NumPy batch to a float32 NumPy array
+        (B, num_classes); the class names are those of `classes.json` beside the model,
+        else CIFAR-10's.
+
+    Raises:
+        ModelError: the file is not a Keras model of that shape, or `classes.json` is
+            invalid or does not match it.
+    """
+    import keras
+
+    from tf_resnet9 import data, export
+    from tf_resnet9.augment import preprocess
+
+    try:
+        # compile=False: the training model's optimizer and schedule are not needed.
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many kinds for a file that is not its format
+        raise ModelError(f"could not load it as a Keras model: {_one_line(e)}") from None
+    if (
+        len(model.inputs) != 1
+        or tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 3)
+        or len(model.output_shape) != 2
+    ):
+        raise ModelError(
+            f"the model maps {model.input_shape} to {model.output_shape}: expected images "
+            "(B, 32, 32, 3) to (B, num_classes)."
+        )
+    num_classes = model.output_shape[-1]
+    classes_path = os.path.join(os.path.dirname(path), export.CLASSES_FILE)
+    if os.path.exists(classes_path):
+        try:
+            class_names = export.read_class_names(classes_path)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
+        source = classes_path
+    else:
+        class_names, source = list(data.class_names("cifar10")), "CIFAR-10's class names"
+    if len(class_names) != num_classes:
+        raise ModelError(
+            f"the model has {num_classes} outputs but {source} names {len(class_names)} classes."
+        )
+
+    if keras.backend.standardize_dtype(model.inputs[0].dtype) == "uint8":
+
+        def classify(images):
+            return keras.ops.convert_to_numpy(model(images, training=False))
+
+    else:
+
+        def classify(images):
+            logits = model(preprocess(images), training=False)
+            return keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+
+    return classify, class_names
+
+
+class ImageError(Exception):
+    """An image file could not be read; the message says why, without the path."""
+
+
+def read_image(path: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reads an image file as the model's input.
+
+    Returns:
+        (image, size): uint8 RGB (32, 32, 3), resized with Pillow's BICUBIC filter where
+        the file's (width, height) `size` is another; Pillow widens the filter by the
+        scale factor when it shrinks, so large photos are averaged, not aliased.
+
+    Raises:
+        ImageError: the file is missing, unreadable or not an image Pillow can decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as file:
+            image = file.convert("RGB")  # grey, palette, RGBA and CMYK files alike
+    except FileNotFoundError:
+        raise ImageError("no such file.") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image file.") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image file Pillow can read (e.g. PNG or JPEG).") from None
+    # A truncated or corrupt file fails while decoding: OSError, or SyntaxError from some
+    # of Pillow's decoders; a huge one raises DecompressionBombError.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"could not read the image: {_one_line(e)}") from None
+    size = image.size
+    if size != (IMAGE_SIZE, IMAGE_SIZE):
+        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8), size
+
+
+def format_top(probabilities: np.ndarray, class_names: list[str], top: int) -> str:
+    """ "cat 81.2%, dog 9.4%, frog 3.1%": the `top` most likely classes, most likely first."""
+    order = np.argsort(-probabilities, kind="stable")[:top]  # ties: the lower label first
+    return ", ".join(f"{class_names[i]} {100 * probabilities[i]:.1f}%" for i in order)
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point; exits with main's status."""
+    commands.run(main, argv)
+
+
+if __name__ == "__main__":
+    run()
