@@ -40,6 +40,7 @@ flags.DEFINE_integer("steps", 10, "Steps in the timed epoch.")
 flags.DEFINE_integer(
     "steps_per_call", None, "Steps per compiled call. Unset: as training (--steps on a GPU)."
 )
+flags.DEFINE_integer("repeats", 1, "Timed epochs of each kind of training (median).")
 flags.DEFINE_integer("pipeline_images", 50_000, "Images in the pipeline benchmark's epoch.")
 flags.DEFINE_integer("pipeline_epochs", 5, "Timed pipeline epochs (the median is reported).")
 flags.DEFINE_enum("precision", None, PRECISIONS, "Unset: the device's default.")
@@ -86,18 +87,28 @@ def epoch_seconds(compiled: CompiledSteps, train_input) -> float:
 def training_images_per_s(
     config: TrainConfig, precision: str, steps: int, steps_per_call: int
 ) -> dict[str, float]:
-    """Images per second of the compiled steps, on prepared batches and augmenting on device."""
+    """Images per second of the compiled steps: on prepared batches, augmenting on the
+    device, and on prepared batches without the gradient norms TensorBoard logs (what
+    --notensorboard runs). The three alternate `repeats` times; the median of each."""
     batch = config.batch_size
     schedule = PiecewiseLinear([0, 5, 24], [0, 0.4, 0], steps_per_epoch=97)
     compiled = build_steps(config, precision, schedule)
+    without_norms = build_steps(dataclasses.replace(config, tensorboard=False), precision, schedule)
     images = np.random.default_rng(0).integers(0, 256, (steps * batch, 32, 32, 3), np.uint8)
-    inputs = {
-        "prepared_batches": PreparedInput(steps, batch, steps_per_call),
-        "device_augmentation": DeviceInput(
-            images, images[:, 0, 0, 0] % 10, batch, steps_per_call, seed=0
+    prepared = PreparedInput(steps, batch, steps_per_call)
+    runs = {
+        "prepared_batches": (compiled, prepared),
+        "device_augmentation": (
+            compiled,
+            DeviceInput(images, images[:, 0, 0, 0] % 10, batch, steps_per_call, seed=0),
         ),
+        "prepared_batches_without_grad_norms": (without_norms, prepared),
     }
-    return {name: steps * batch / epoch_seconds(compiled, i) for name, i in inputs.items()}
+    rates = {name: [] for name in runs}
+    for _ in range(FLAGS.repeats):  # alternating: a slow spell of the machine hits all alike
+        for name, (steps_fn, train_input) in runs.items():
+            rates[name].append(steps * batch / epoch_seconds(steps_fn, train_input))
+    return {name: float(np.median(values)) for name, values in rates.items()}
 
 
 def pipeline_images_per_s(count: int, batch_size: int, epochs: int) -> list[float]:
@@ -139,6 +150,7 @@ def main(argv):
                 "steps_per_call",
                 "pipeline_images",
                 "pipeline_epochs",
+                "repeats",
                 "jit",
             )
         ),

@@ -78,7 +78,11 @@ def test_throughput_writes_its_figures(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     rates = report["training_images_per_s"]
-    assert set(rates) == {"prepared_batches", "device_augmentation"}
+    assert set(rates) == {
+        "prepared_batches",
+        "device_augmentation",
+        "prepared_batches_without_grad_norms",
+    }
     assert all(rate > 0 for rate in rates.values())
     # tf.data, and so its figure, exists on the TensorFlow backend only.
     has_pipeline = keras.backend.backend() == "tensorflow"

@@ -6,20 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tf_resnet9.data import class_names
 from tf_resnet9.report import RunReport, confusion_image
 
-CIFAR10_NAMES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+CIFAR10_NAMES = class_names("cifar10")
 GROUPS = ("prep", "layer1", "layer2", "layer3", "linear")
 
 

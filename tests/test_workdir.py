@@ -3,7 +3,7 @@
 import pytest
 
 from tf_resnet9.config import ConfigError
-from tf_resnet9.workdir import make_workdir, remove_if_empty
+from tf_resnet9.workdir import make_workdir, remove_if_empty, remove_temporary
 
 
 def test_removes_what_it_created_and_nothing_else(tmp_path):
@@ -30,3 +30,12 @@ def test_a_path_that_cannot_be_a_folder_is_named(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="workdir=.*file/run.* cannot be created"):
         make_workdir(tmp_path / "file" / "run")
+
+
+def test_an_interrupted_write_leaves_nothing_after_a_clean_stop(tmp_path):
+    for folder in (tmp_path, tmp_path / "checkpoints"):
+        folder.mkdir(exist_ok=True)
+        (folder / ".tmp-abc123").write_bytes(b"half")
+        (folder / "kept.json").write_text("{}")
+    remove_temporary(tmp_path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoints", "kept.json", "kept.json"]

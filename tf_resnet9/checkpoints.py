@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 
 import keras
@@ -21,7 +20,8 @@ import numpy as np
 
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.loop import EXTRA_LOGS, Progress
-from tf_resnet9.workdir import TEMPORARY_PREFIX, checkpoint_folder, checkpoint_paths
+from tf_resnet9.results import write_atomic
+from tf_resnet9.workdir import checkpoint_folder, checkpoint_paths
 
 # Settings that may differ between a run and its resumption: they change nothing computed.
 _FREE_TO_CHANGE = {"keep_checkpoints", "tensorboard", "grad_log_every"}
@@ -55,14 +55,7 @@ def save(workdir, model, optimizer, meta: dict, keep: int) -> str:
         name: keras.ops.convert_to_numpy(v) for name, v in _variables(model, optimizer).items()
     }
     arrays["meta.json"] = np.array(json.dumps(meta, allow_nan=False))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
     for old in checkpoint_paths(workdir)[:-keep]:
         os.remove(old)
     return path

@@ -7,12 +7,12 @@ and the command line should not pay for it unless it draws.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 
 import keras
 import numpy as np
+
+from tf_resnet9.results import write_atomic
 
 # Up to this many classes the confusion matrix shows each cell's count; beyond it the
 # digits no longer fit in a readable cell.
@@ -179,22 +179,7 @@ def draw_report(records: Sequence[dict], confusion, class_names: Sequence[str], 
         f"final test accuracy {last['test_acc']:.2%}{top5} after epoch {int(last['epoch'])}",
         fontsize=14,
     )
-    _save_atomically(figure, path)
-
-
-def _save_atomically(figure, path) -> None:
-    """Saves to a temporary file beside `path`, then renames it: readers never see half."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            figure.savefig(file, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        os.remove(temporary)
-        raise
+    write_atomic(path, lambda f: figure.savefig(f, format="png"))
 
 
 class RunReport(keras.callbacks.Callback):

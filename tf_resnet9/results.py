@@ -7,8 +7,12 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable
+from typing import BinaryIO
 
 import keras
+
+from tf_resnet9.workdir import TEMPORARY_PREFIX
 
 # torch: the parity reference and the PyTorch baseline record their versions here too.
 _PACKAGES = (
@@ -34,19 +38,19 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
-    """Writes `payload` to `path` so that readers see the old file or the whole new one.
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Writes a file so that readers see the old one or the whole new one, never a part.
 
-    Raises:
-        ValueError: `payload` holds NaN or infinity (not valid JSON); nothing is written.
+    `write(f)` fills a temporary file beside `path` (named ".tmp-...", which is what an
+    interrupted run leaves and its clean stop removes), which is then renamed to `path`.
+    The folder is created if missing.
     """
-    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         umask = os.umask(0)
         os.umask(umask)
@@ -55,3 +59,13 @@ def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
+    """Writes `payload` to `path` atomically (`write_atomic`).
+
+    Raises:
+        ValueError: `payload` holds NaN or infinity (not valid JSON); nothing is written.
+    """
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))

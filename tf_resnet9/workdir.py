@@ -55,6 +55,8 @@ def checkpoint_paths(workdir: str | os.PathLike) -> list[str]:
 
 
 def remove_temporary(workdir: str | os.PathLike) -> None:
-    """Removes what an interrupted checkpoint write left (the checkpoints themselves stay)."""
-    for path in glob.glob(os.path.join(checkpoint_folder(workdir), TEMPORARY_PREFIX + "*")):
-        os.remove(path)
+    """Removes what an interrupted write left (`tf_resnet9.results.write_atomic`'s temporary
+    files) in the workdir and its checkpoint folder; the finished files stay."""
+    for folder in (os.fspath(workdir), checkpoint_folder(workdir)):
+        for path in glob.glob(os.path.join(folder, TEMPORARY_PREFIX + "*")):
+            os.remove(path)
