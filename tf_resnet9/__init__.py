@@ -8,6 +8,8 @@ import importlib
 
 _EXPORTS = {
     "resnet9": "tf_resnet9.model",
+    "cifar_resnet": "tf_resnet9.resnets",
+    "resnet18_cifar": "tf_resnet9.resnets",
     "NesterovSGD": "tf_resnet9.optimizer",
     "PiecewiseLinear": "tf_resnet9.schedule",
     "load_cifar10": "tf_resnet9.data",

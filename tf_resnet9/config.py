@@ -8,7 +8,7 @@ import dataclasses
 from tf_resnet9.data import DATASETS
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-INITS = ("torch", "he_uniform")
+INITS = ("torch", "he_uniform", "he_normal")
 AUGMENT_MODES = ("device", "host")
 DATASET_NAMES = tuple(DATASETS)
 RECIPE_EPOCHS = 24  # the length the recipe's schedule was tuned for
@@ -57,7 +57,7 @@ class TrainConfig:
     init: str = _setting(
         "torch",
         "Kernel initialisation: torch = U(+-1/sqrt(fan_in)) (the recipe); he_uniform is "
-        "sqrt(6) times wider.",
+        "sqrt(6) times wider; he_normal N(0, 2/fan_in).",
         INITS,
     )
     width: float = _setting(1.0, "Multiplies every channel count (64/128/256/512); > 0.")

@@ -36,6 +36,8 @@ def kernel_initializer(init: str) -> keras.initializers.Initializer:
         )
     if init == "he_uniform":
         return keras.initializers.HeUniform()
+    if init == "he_normal":  # He et al. 2016's CIFAR ResNets
+        return keras.initializers.HeNormal()
     raise ValueError(f"init={init!r} is invalid: expected one of {', '.join(INITS)}.")
 
 
