@@ -12,6 +12,8 @@ _EXPORTS = {
     "resnet18_cifar": "tf_resnet9.resnets",
     "NesterovSGD": "tf_resnet9.optimizer",
     "PiecewiseLinear": "tf_resnet9.schedule",
+    "multi_step": "tf_resnet9.schedule",
+    "cosine": "tf_resnet9.schedule",
     "load_cifar10": "tf_resnet9.data",
     "load_dataset": "tf_resnet9.data",
     "class_names": "tf_resnet9.data",

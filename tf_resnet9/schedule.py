@@ -1,7 +1,9 @@
-"""The recipe's learning rate: piecewise linear in fractional epochs."""
+"""Learning rates: the recipe's piecewise-linear one, and the step and cosine decays of the
+classic CIFAR ResNets (built on Keras' own schedules)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
@@ -57,3 +59,55 @@ class PiecewiseLinear(keras.optimizers.schedules.LearningRateSchedule):
             "values": self.values,
             "steps_per_epoch": self.steps_per_epoch,
         }
+
+
+def multi_step(
+    base_lr: float, milestones: Sequence[float], gamma: float, steps_per_epoch: int
+) -> keras.optimizers.schedules.PiecewiseConstantDecay:
+    """A step decay: `base_lr`, times `gamma` at every milestone passed.
+
+    Update k (1-based) uses base_lr * gamma ** (the number of milestones m with
+    k - 1 >= m * steps_per_epoch): as PyTorch's MultiStepLR stepped once per epoch, for
+    milestones at whole epochs, and at the update after m * steps_per_epoch for fractional
+    ones (He et al. 2016 divide by 10 after 32k and 48k updates).
+
+    Args:
+        base_lr: The learning rate before the first milestone (> 0).
+        milestones: Positions in epochs, strictly increasing, > 0.
+        gamma: Factor at each milestone (0.1 in He et al.).
+        steps_per_epoch: Optimizer steps in one epoch.
+    """
+    milestones = [float(m) for m in milestones]
+    if not base_lr > 0:
+        raise ValueError(f"base_lr={base_lr!r} is invalid: expected a number > 0.")
+    if (
+        not milestones
+        or milestones[0] <= 0
+        or any(b <= a for a, b in zip(milestones, milestones[1:]))
+    ):
+        raise ValueError(
+            f"milestones={milestones!r} is invalid: expected strictly increasing epochs > 0."
+        )
+    # Keras keeps values[i] while the updates done are <= boundaries[i]: the update after
+    # ceil(m * S) done is the first at the lower rate.
+    boundaries = [math.ceil(m * steps_per_epoch) - 1 for m in milestones]
+    values = [base_lr * gamma**i for i in range(len(milestones) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def cosine(
+    base_lr: float, epochs: float, steps_per_epoch: int, final_lr: float = 0.0
+) -> keras.optimizers.schedules.CosineDecay:
+    """Half a cosine from `base_lr` at the first update to `final_lr` after `epochs`.
+
+    Update k (1-based) uses final_lr + (base_lr - final_lr) * (1 + cos(pi * (k - 1) / T)) / 2
+    with T = epochs * steps_per_epoch updates; constant at final_lr after that.
+    """
+    if not base_lr > 0 or not 0 <= final_lr <= base_lr:
+        raise ValueError(
+            f"base_lr={base_lr!r}, final_lr={final_lr!r} are invalid: expected "
+            "0 <= final_lr <= base_lr and base_lr > 0."
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        base_lr, decay_steps=round(epochs * steps_per_epoch), alpha=final_lr / base_lr
+    )
