@@ -6,12 +6,13 @@ off stderr. Imports nothing heavy: --help answers without starting TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import sys
 import tempfile
 
-from absl import app, flags
+from absl import app, flags, logging
 
 # A line of the C++ libraries' own log (absl's format: level, date, time, thread, file:line]).
 _NATIVE_LOG_LINE = re.compile(
@@ -61,3 +62,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def run(main, argv: list[str] | None = None) -> None:
     """Runs a command's `main(argv) -> status` with absl, and exits with its status."""
     app.run(main, argv=argv, flags_parser=_parse_flags)
+
+
+def prepare_environment(quiet: bool = True) -> None:
+    """What a command sets before Keras and its backend start (they read it once, then):
+    warnings only from absl's Python logs (app.run shows INFO, e.g. JAX probing for TPUs),
+    TensorFlow's and XLA's C++ logs quiet unless not `quiet`, and JAX where TensorFlow is
+    not installed (Keras would ask for TensorFlow and fail)."""
+    logging.set_verbosity(logging.WARNING)
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "KERAS_BACKEND" not in os.environ and not importlib.util.find_spec("tensorflow"):
+        os.environ["KERAS_BACKEND"] = "jax"

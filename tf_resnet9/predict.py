@@ -11,13 +11,12 @@ Exit status 1 if any file could not be read or classified, else 0.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import zipfile
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from tf_resnet9 import commands
 
@@ -47,12 +46,7 @@ def main(argv: list[str]) -> int:
     paths = argv[1:]
     if not paths:
         raise app.UsageError("No images given: expected one or more image files.")
-    # app.run shows library INFO logs (e.g. JAX probing for TPUs); users need warnings only.
-    logging.set_verbosity(logging.WARNING)
-    # Read once, when TensorFlow or XLA starts: set before keras is imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "KERAS_BACKEND" not in os.environ and not importlib.util.find_spec("tensorflow"):
-        os.environ["KERAS_BACKEND"] = "jax"  # Keras would ask for TensorFlow and fail
+    commands.prepare_environment()
     if FLAGS.model is None:
         print(
             "error: --model is required: a training run's workdir or a .keras file in it.",

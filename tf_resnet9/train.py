@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import os
 import signal
 import sys
 import threading
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from tf_resnet9 import commands, config_flags, hardware, workdir
 from tf_resnet9.config import ConfigError
@@ -45,13 +44,7 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    # app.run shows library INFO logs (e.g. JAX probing for TPUs); users need warnings only.
-    logging.set_verbosity(logging.WARNING)
-    if not FLAGS.verbose:
-        # Read once, when TensorFlow or XLA starts: set before the imports below.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "KERAS_BACKEND" not in os.environ and not importlib.util.find_spec("tensorflow"):
-        os.environ["KERAS_BACKEND"] = "jax"  # Keras would ask for TensorFlow and fail
+    commands.prepare_environment(quiet=not FLAGS.verbose)
     if FLAGS.deterministic:
         # Read by XLA when JAX starts a GPU backend: before the imports below.
         os.environ["XLA_FLAGS"] = " ".join(
