@@ -1,10 +1,16 @@
 """What the DAWNBench-style benchmarks share, so their runs compare seed for seed: the flags
-that choose the runs and the fields every run reports."""
+that choose the runs, the fields every run reports, and the loop over seeds."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
+from collections.abc import Callable
+
 from absl import flags
 
+from benchmarks.report import write_report
+from tf_resnet9.config import TrainConfig
 from tf_resnet9.config_flags import define_config_flags
 
 # Every run of benchmarks.dawnbench and benchmarks.reference_torch has these, besides "seed".
@@ -40,3 +46,47 @@ def define_run_flags(benchmark: str, config_flags: tuple[str, ...] = ()) -> list
         "out", None, f"JSON path. Unset: benchmarks/results/{benchmark}-<time>.json."
     )
     return define_config_flags(only=SHARED_CONFIG_FLAGS + config_flags)
+
+
+def time_to_target(records: list[dict], target: float | None) -> float | None:
+    """Training time (DAWNBench) at the end of the first epoch whose test accuracy reaches
+    `target`; None if none does (or there is no target)."""
+    if target is None:
+        return None
+    return next((r["training_time_s"] for r in records if r["test_acc"] >= target), None)
+
+
+def run_seeds(benchmark: str, config_of_seed: Callable[[int], TrainConfig], target) -> dict:
+    """A whole `train_and_evaluate` run per seed of --seeds and --first_seed, each compiled
+    and warmed up before its clock; prints a line per run, then writes the report.
+
+    Args:
+        benchmark: The module's name under benchmarks/.
+        config_of_seed: The settings of the run with a seed.
+        target: The test accuracy to reach (the recipe's source), or None.
+    """
+    from tf_resnet9.experiment import train_and_evaluate  # starts Keras: not for --help
+
+    runs = []
+    for seed in range(flags.FLAGS.first_seed, flags.FLAGS.first_seed + flags.FLAGS.seeds):
+        config = config_of_seed(seed)
+        log = io.StringIO()  # the per-epoch tables would drown the summary
+        results = train_and_evaluate(config, data_dir=flags.FLAGS.data_dir, out=log)
+        run = {"seed": seed} | {key: results[key] for key in RUN_FIELDS}
+        run["time_to_target_s"] = time_to_target(results["epochs"], target)
+        run["config"] = results["config"]
+        runs.append(run)
+        print(
+            f"seed {seed}: {run['test_accuracy']:.2%} in {run['training_time_s']:.2f} s "
+            f"(compile {run['compile_time_s']:.1f} s)",
+            flush=True,
+        )
+    return write_report(
+        benchmark,
+        f"tf_resnet9: {config.model} by {config.recipe} on {runs[0]['device']['name']}",
+        runs,
+        runs[0]["device"],
+        dataclasses.asdict(config) | {"seed": "per run"},
+        flags.FLAGS.out,
+        target,
+    )

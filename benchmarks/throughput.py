@@ -25,12 +25,11 @@ import numpy as np
 from absl import app, flags
 
 from tf_resnet9 import hardware
+from tf_resnet9.builders import build_steps, learning_rate
 from tf_resnet9.config import PRECISIONS, TrainConfig
-from tf_resnet9.experiment import build_steps
 from tf_resnet9.inputs import DeviceInput, chunk_lengths
 from tf_resnet9.loop import run_epoch
 from tf_resnet9.results import library_versions, write_json_atomic
-from tf_resnet9.schedule import PiecewiseLinear
 from tf_resnet9.settings import default_steps_per_call
 from tf_resnet9.steps import CompiledSteps
 
@@ -91,7 +90,7 @@ def training_images_per_s(
     device, and on prepared batches without the gradient norms TensorBoard logs (what
     --notensorboard runs). The three alternate `repeats` times; the median of each."""
     batch = config.batch_size
-    schedule = PiecewiseLinear([0, 5, 24], [0, 0.4, 0], steps_per_epoch=97)
+    schedule = learning_rate(config, steps_per_epoch=97)  # the recipe's, as in a full run
     compiled = build_steps(config, precision, schedule)
     without_norms = build_steps(dataclasses.replace(config, tensorboard=False), precision, schedule)
     images = np.random.default_rng(0).integers(0, 256, (steps * batch, 32, 32, 3), np.uint8)

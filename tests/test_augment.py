@@ -32,6 +32,11 @@ def expected_cutout():
 CASES = {
     "normalize": (augment.normalize, (IMAGES,), NORMALIZED),
     "reflect_pad": (augment.reflect_pad, (IMAGES,), PADDED),
+    "zero_pad": (
+        lambda images: augment.pad_images(images, "zero"),
+        (IMAGES,),
+        np.pad(IMAGES, ((0, 0), (4, 4), (4, 4), (0, 0))),  # black: torchvision's RandomCrop
+    ),
     "crop": (augment.crop, (PADDED, OFFSETS_Y, OFFSETS_X), expected_crop()),
     "flip_left_right": (
         augment.flip_left_right,
@@ -93,6 +98,20 @@ def test_augment_composes_crop_flip_normalize_cutout():
     for image, y, x in zip(expected, CUTOUT_Y, CUTOUT_X):
         image[y : y + 8, x : x + 8] = 0.0
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_augment_without_cutout_is_crop_flip_normalize():
+    params = augment.AugmentParams(OFFSETS_Y, OFFSETS_X, FLIPS, CUTOUT_Y, CUTOUT_X)
+    got = ops.convert_to_numpy(augment.augment(PADDED, params, with_cutout=False))
+    cropped = expected_crop()
+    flipped = np.where(FLIPS[:, None, None, None] == 1, cropped[:, :, ::-1], cropped)
+    expected = (flipped - np.float32(augment.MEAN)) / np.float32(augment.STD)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)  # float32 round-off
+
+
+def test_unknown_pad_mode_is_named():
+    with pytest.raises(ValueError, match="mode='edge' is invalid: expected one of reflect, zero"):
+        augment.pad_images(IMAGES, "edge")
 
 
 def test_draw_params_ranges():

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks.runs import RUN_FIELDS
+from benchmarks.runs import RUN_FIELDS, time_to_target
 from tests.cifar_files import fake_cifar10, write_folder
 from tests.commands import run_module
 
@@ -44,6 +44,29 @@ def check_report(report: dict, benchmark: str) -> None:
 
 def test_dawnbench_writes_a_report(data_dir, tmp_path):
     check_report(run_benchmark("dawnbench", data_dir, tmp_path / "dawnbench.json"), "dawnbench")
+
+
+def test_he2016_runs_its_recipe_against_the_papers_target(data_dir, tmp_path):
+    out = tmp_path / "he2016.json"
+    result = run_module(
+        "benchmarks.he2016", "--data_dir", data_dir, "--out", out, "--depth", "20", *TINY
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    check_report(report, "he2016")
+    assert report["config"]["recipe"] == "he2016" and report["config"]["model"] == "resnet20"
+    assert report["summary"]["target_test_accuracy"] == 0.9125  # Table 6: 8.75% error
+    assert report["runs"][0]["time_to_target_s"] is None  # 1 epoch of random images
+
+
+def test_time_to_target_is_the_first_epoch_reaching_it():
+    records = [
+        {"test_acc": 0.5, "training_time_s": 1.0},
+        {"test_acc": 0.93, "training_time_s": 2.0},
+        {"test_acc": 0.92, "training_time_s": 3.0},
+    ]
+    assert time_to_target(records, 0.93) == 2.0
+    assert time_to_target(records, 0.94) is None and time_to_target(records, None) is None
 
 
 class TestReferenceTorch:

@@ -41,9 +41,15 @@ def test_summary_of_runs():
     ]
     summary = summarize(runs, "NVIDIA H100 80GB HBM3")
     assert summary["median_test_accuracy"] == 0.9405
-    assert summary["fraction_at_least_94"] == pytest.approx(2 / 3)
+    assert summary["target_test_accuracy"] == 0.94
+    assert summary["fraction_at_target"] == pytest.approx(2 / 3)
+    assert summary["median_time_to_target_s"] is None  # the runs do not record it
     assert summary["median_training_time_s"] == 11.0
     # 1,191,936 images / 11 s x 3 x 758.5 MFLOP / 989.4 TFLOP/s = 24.9%.
     assert summary["model_flop_utilization"] == pytest.approx(0.2492, abs=1e-4)
     assert "median 94.05%" in format_table("t", runs, summary)
     assert summarize(runs, "NVIDIA H100 80GB HBM3", width=0.5)["model_flop_utilization"] is None
+    other = summarize(runs, "NVIDIA H100 80GB HBM3", target=None, model="resnet20")
+    assert other["fraction_at_target"] is None and other["model_flop_utilization"] is None
+    runs[0]["time_to_target_s"], runs[2]["time_to_target_s"] = 8.0, 9.0
+    assert summarize(runs, "NVIDIA H100 80GB HBM3")["median_time_to_target_s"] == 8.5

@@ -184,7 +184,11 @@ def test_predict_with_a_training_model_normalises_and_applies_softmax(
     [
         (None, "error: --model is required"),
         ("absent", "error: --model={}: no such file or folder."),
-        ("empty", "error: --model={}: the folder holds no inference.keras or resnet9.keras."),
+        (
+            "empty",
+            "error: --model={}: the folder holds no inference.keras nor a trained model "
+            "(resnet9.keras, resnet20.keras, ...).",
+        ),
         ("junk.keras", "error: --model={}: not a .keras file"),
     ],
 )

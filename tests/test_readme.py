@@ -1,5 +1,7 @@
-"""README.org's Python example, run as written on tiny data (in the ~/data it names)."""
+"""README.org's Python example, run as written on tiny data (in the ~/data it names), and its
+flag table against the config."""
 
+import dataclasses
 import math
 import pathlib
 import re
@@ -7,6 +9,7 @@ import re
 import numpy as np
 
 from tests.cifar_files import fake_cifar10, write_folder
+from tf_resnet9.config import TrainConfig
 
 README = pathlib.Path(__file__).parent.parent / "README.org"
 
@@ -29,3 +32,14 @@ def test_the_example_trains_with_a_first_loss_near_ln10(tmp_path, monkeypatch):
     probabilities = np.asarray(namespace["probabilities"])
     assert probabilities.shape == (8, 10)
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)  # float32 softmax
+
+
+def test_every_setting_is_in_the_flag_table():
+    text = README.read_text()
+    missing = [
+        field.name
+        for field in dataclasses.fields(TrainConfig)
+        if not re.search(rf"\| =--(\[no\])?{field.name}=", text)
+        and not re.search(rf", =--(\[no\])?{field.name}=", text)
+    ]
+    assert not missing, f"README.org's flag table lacks {missing}"

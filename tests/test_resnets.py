@@ -1,5 +1,7 @@
 """The classic CIFAR ResNets: parameter counts, shapes, parameter-free option-A shortcuts."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -56,3 +58,31 @@ def test_depth_must_be_6n_plus_2_and_the_model_round_trips():
     model = cifar_resnet(8, num_classes=100)
     clone = keras.Model.from_config(model.get_config())
     assert trainable(clone) == trainable(model) and clone.output.shape[-1] == 100
+
+
+@pytest.mark.parametrize("depth", [56, 110])
+def test_deeper_cifar_resnets_have_n_blocks_per_stage(depth):
+    # Narrow: what differs from ResNet-20 is the number of blocks, (depth - 2) / 6 per stage.
+    model = cifar_resnet(depth, width=0.25)
+    blocks = {re.match(r"stage\d+_block\d+", layer.name) for layer in model.layers}
+    blocks = {match.group() for match in blocks if match}
+    n = (depth - 2) // 6
+    assert blocks == {f"stage{s}_block{b}" for s in (1, 2, 3) for b in range(1, n + 1)}
+    weighted = [layer for layer in model.layers if layer.name.endswith(("_conv", "dense"))]
+    assert len(weighted) == depth  # option A: no projection convolutions
+    assert tuple(model.output.shape) == (None, 10)
+
+
+def test_width_and_logit_scale():
+    narrow = cifar_resnet(20, width=0.5, logit_scale=0.125)
+    assert narrow.get_layer("stem_conv").kernel.shape == (3, 3, 3, 8)
+    assert narrow.get_layer("stage3_block1_zeros").extra == 16  # 16 -> 32 channels at width 0.5
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    dense = keras.Model(narrow.input, narrow.get_layer("dense").output)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(narrow(x)),
+        0.125 * keras.ops.convert_to_numpy(dense(x)),
+        rtol=1e-6,  # one float32 multiplication
+    )
+    assert "logits" not in [layer.name for layer in cifar_resnet(20).layers]  # the paper's
+    assert resnet18_cifar(width=0.25).get_layer("stage4_block2_2_conv").kernel.shape[-1] == 128

@@ -1,11 +1,13 @@
-"""The piecewise-linear learning rate and the recipe's knots."""
+"""Learning-rate schedules against their formulas: the recipe's piecewise-linear one, step
+and cosine decays, and the cut on a plateau."""
 
 import keras
 import numpy as np
 import pytest
 
+from tf_resnet9 import builders
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.schedule import PiecewiseLinear, cosine, multi_step
+from tf_resnet9.schedule import PiecewiseLinear, ReduceLROnPlateau, cosine, multi_step
 
 RECIPE = PiecewiseLinear([0, 5, 24], [0.0, 0.4, 0.0], steps_per_epoch=97)
 
@@ -92,3 +94,68 @@ def test_cosine_endpoints_and_every_step():
 def test_decay_arguments_are_named(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+class FakeOptimizer:
+    """Holds a learning rate as Keras' optimizers do: a float32 value."""
+
+    def __init__(self, lr):
+        self.learning_rate = np.float32(lr)
+
+
+def plateau_lrs(losses, patience=2, factor=0.1, min_lr=1e-6, lr=1e-3, earlier=()):
+    """The lr after each epoch of `losses` (the monitored train_loss)."""
+    optimizer = FakeOptimizer(lr)
+    callback = ReduceLROnPlateau(
+        optimizer,
+        lr,
+        earlier,
+        monitor="train_loss",
+        factor=factor,
+        patience=patience,
+        min_lr=min_lr,
+    )
+    callback.set_model(None)
+    callback.on_train_begin()
+    lrs = []
+    for epoch, loss in enumerate(losses, start=len(earlier)):
+        callback.on_epoch_end(epoch, {"train_loss": loss})
+        lrs.append(float(optimizer.learning_rate))
+    return lrs
+
+
+def test_plateau_cuts_exactly_after_patience_evaluations_without_improvement():
+    # Keras' rule: an improvement is a loss below the best by more than min_delta = 1e-4.
+    losses = [1.0, 0.9, 0.95, 0.90005, 0.8, 0.85, 0.85, 0.85, 0.85]
+    lrs = plateau_lrs(losses, patience=2)
+    expected = [1e-3, 1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5, 1e-5, 1e-6]
+    # 0.90005 is not an improvement on 0.9 (by less than min_delta): the 2nd in a row, a cut.
+    # After a cut the count starts again: cuts after epochs 4, 7 and 9.
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+
+
+def test_plateau_never_goes_below_the_floor():
+    lrs = plateau_lrs([1.0] * 12, patience=1, factor=0.1, min_lr=1e-6, lr=1e-3)
+    assert min(lrs) == pytest.approx(1e-6) and min(lrs) >= np.float32(1e-6) * (1 - 1e-6)
+    assert lrs[3:] == [lrs[3]] * 9  # at the floor from the 4th epoch on: no cut below it
+
+
+def test_a_resumed_plateau_cuts_where_an_uninterrupted_one_does():
+    losses = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99]
+    whole = plateau_lrs(losses, patience=3)
+    records = [{"train_loss": loss} for loss in losses[:4]]
+    # The restored optimizer's lr is that of the checkpoint (after epoch 4); the counters
+    # come back from replaying the records.
+    resumed = plateau_lrs(losses[4:], patience=3, lr=whole[3], earlier=records)
+    assert resumed == whole[4:]
+    assert whole[4] < whole[3]  # the cut after epoch 5 needs the counts of epochs 3 and 4
+
+
+def test_the_config_schedules_follow_the_settings():
+    he = TrainConfig.from_recipe("he2016", epochs=8)
+    schedule = builders.learning_rate(he, steps_per_epoch=10)
+    # Milestones at 50% and 75% of 8 epochs: the updates after 40 and 60 done.
+    assert [lr_at(schedule, k) for k in (40, 41, 60, 61)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+    cos = builders.learning_rate(TrainConfig(lr_schedule="cosine", epochs=4, min_lr=0.01), 5)
+    assert lr_at(cos, 1) == pytest.approx(0.4) and lr_at(cos, 21) == pytest.approx(0.01)
+    assert builders.learning_rate(TrainConfig.from_recipe("adam_plateau"), 10) == 1e-3

@@ -69,6 +69,7 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     assert results["data"] == {
         "source": f"folder {data_dir}",
         "train_images": 200,
+        "validation_images": 0,
         "test_images": 30,
         "train_subset": None,
         "test_subset": None,

@@ -13,12 +13,13 @@ import keras
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.config import PADS
 
 # Per-channel statistics of the CIFAR-10 training set, 0..255 scale (README.org, "The recipe").
 MEAN = (125.31, 122.95, 113.87)
 STD = (62.99, 62.09, 66.70)
 
-PAD = 4  # reflect padding per side: 32x32 -> 40x40
+PAD = 4  # padding per side: 32x32 -> 40x40
 CROP = 32  # crop size: offsets 0..2*PAD
 CUTOUT = 8  # cutout square size: top-left 0..CROP-CUTOUT, always fully inside
 
@@ -95,6 +96,20 @@ def reflect_pad(images, pad: int = PAD):
     return ops.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="reflect")
 
 
+def pad_images(images, mode: str = "reflect"):
+    """Pads uint8 images (B, 32, 32, 3) by PAD per side for the random crop.
+
+    "reflect" is the recipe's (`reflect_pad`). "zero" pads with black pixels (0 on the
+    0..255 scale, so normalised to -mean/std), as torchvision's `RandomCrop(32, padding=4)`
+    does in the PyTorch codebases that train the classic CIFAR ResNets.
+    """
+    if mode == "reflect":
+        return reflect_pad(images)
+    if mode == "zero":
+        return ops.pad(images, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
+    raise ValueError(f"mode={mode!r} is invalid: expected one of {', '.join(PADS)}.")
+
+
 def crop(images, y0, x0, size: int = CROP):
     """Crops a size x size window at (y0[b], x0[b]) from each image b."""
     offsets = ops.arange(size, dtype="int32")
@@ -123,19 +138,20 @@ def cutout(images, y0, x0, size: int = CUTOUT):
     return ops.where(square, ops.zeros((), images.dtype), images)
 
 
-def augment(padded_images, params: AugmentParams):
-    """Recipe augmentation of reflect-padded uint8 images (B, 40, 40, 3) -> float32 (B, 32, 32, 3).
+def augment(padded_images, params: AugmentParams, with_cutout: bool = True):
+    """Recipe augmentation of padded uint8 images (B, 40, 40, 3) -> float32 (B, 32, 32, 3).
 
     The recipe normalises, pads, crops, flips, then cuts out. Normalising is per pixel, so
     doing it after the crop and flip gives identical values on 40/32 squared fewer pixels;
-    cutout comes after normalising, so its zeros are the mean colour.
+    cutout comes after normalising, so its zeros are the mean colour. Without cutout the
+    draws are the same (`params`), and the cutout ones unused.
     """
     images = crop(padded_images, params.crop_y, params.crop_x)
-    images = flip_left_right(images, params.flip)
-    return cutout(normalize(images), params.cutout_y, params.cutout_x)
+    images = normalize(flip_left_right(images, params.flip))
+    return cutout(images, params.cutout_y, params.cutout_x) if with_cutout else images
 
 
-def augment_gathered(padded_images, indices, seed):
+def augment_gathered(padded_images, indices, seed, with_cutout: bool = True):
     """`augment` of the images at `indices` of a padded set, with draws from `seed`.
 
     This is the whole of device-side augmentation: the set stays on the accelerator and
@@ -145,6 +161,7 @@ def augment_gathered(padded_images, indices, seed):
         padded_images: uint8 (N, 40, 40, 3).
         indices: int (B,), the batch.
         seed: A stateless seed from `tf_resnet9.backends`.
+        with_cutout: Cut out a square (the recipe's last step).
     """
     params = draw_params(indices.shape[0], seed)
-    return augment(ops.take(padded_images, indices, axis=0), params)
+    return augment(ops.take(padded_images, indices, axis=0), params, with_cutout)

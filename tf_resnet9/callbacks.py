@@ -8,31 +8,40 @@ import time
 import keras
 
 TABLE_HEADER = "epoch        lr  train loss  train acc  test loss  test acc  epoch s  total s"
+VALIDATION_COLUMNS = "  val loss   val acc"  # after "train acc", with a validation set
 
 
 class ProgressTable(keras.callbacks.Callback):
-    """Prints a header, then a row per epoch: the lr of its last step, train and test loss
-    and accuracy, the epoch's time and the training time so far.
+    """Prints a header, then a row per epoch: the lr of its last step, train (validation)
+    and test loss and accuracy, the epoch's time and the training time so far.
 
     Args:
         out: Text stream (default: stdout at the time of printing).
+        validation: Show the validation set's columns.
     """
 
-    def __init__(self, out=None):
+    def __init__(self, out=None, validation: bool = False):
         super().__init__()
         self.out = out
+        self.validation = validation
 
     def _print(self, text: str) -> None:
         print(text, file=self.out or sys.stdout, flush=True)
 
     def on_train_begin(self, logs=None):
-        self._print(TABLE_HEADER)
+        header = TABLE_HEADER
+        if self.validation:
+            at = header.index("  test loss")
+            header = header[:at] + VALIDATION_COLUMNS + header[at:]
+        self._print(header)
 
     def on_epoch_end(self, epoch, logs=None):
+        validation = f"  {logs['val_loss']:8.4f}  {logs['val_acc']:8.2%}" if self.validation else ""
+        # lr to 3 significant digits: Adam's 1e-3 .. 1e-6 as well as SGD's 0.4
         self._print(
-            f"{epoch + 1:5d}  {logs['lr']:8.4f}  {logs['train_loss']:10.4f}  "
-            f"{logs['train_acc']:9.2%}  {logs['test_loss']:9.4f}  {logs['test_acc']:8.2%}  "
-            f"{logs['epoch_time_s']:7.1f}  {logs['training_time_s']:7.1f}"
+            f"{epoch + 1:5d}  {logs['lr']:8.3g}  {logs['train_loss']:10.4f}  "
+            f"{logs['train_acc']:9.2%}{validation}  {logs['test_loss']:9.4f}  "
+            f"{logs['test_acc']:8.2%}  {logs['epoch_time_s']:7.1f}  {logs['training_time_s']:7.1f}"
         )
 
 

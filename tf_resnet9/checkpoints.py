@@ -97,9 +97,10 @@ def restore(checkpoint: Checkpoint, config: TrainConfig, model, optimizer) -> Pr
         CheckpointError: it was written by a run with other settings, or another model.
     """
     saved = checkpoint.meta["config"]
+    current = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as JSON has them
     differ = sorted(
         name
-        for name, value in dataclasses.asdict(config).items()
+        for name, value in current.items()
         if name not in _FREE_TO_CHANGE and saved.get(name) != value
     )
     if differ:

@@ -1,6 +1,7 @@
-"""What the package's commands (`tf_resnet9.train`, `tf_resnet9.predict`) share: flag
-parsing where --help is no failure, and TensorFlow's and XLA's C++ start-up log lines kept
-off stderr. Imports nothing heavy: --help answers without starting TensorFlow.
+"""What the package's commands (`tf_resnet9.train`, `tf_resnet9.predict`) share: parsing
+each command's own flags, where --help is no failure, and TensorFlow's and XLA's C++
+start-up log lines kept off stderr. Imports nothing heavy: --help answers without starting
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -48,20 +49,31 @@ def without_native_startup_logs():
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    flags.FLAGS.unparse_flags()  # in-process callers (the tests) parse more than once
-    try:
-        return app.parse_flags_with_usage(argv)
-    except SystemExit as e:
-        # absl exits 1 after printing the help it was asked for: that is no failure.
-        if e.code == 1 and any(arg.split("=")[0] in HELP_FLAGS for arg in argv[1:]):
-            raise SystemExit(0) from None
-        raise
+def _parser(flag_values: flags.FlagValues, doc: str):
+    def parse(argv: list[str]) -> list[str]:
+        flag_values.unparse_flags()  # in-process callers (the tests) parse more than once
+        if any(arg.split("=")[0] in HELP_FLAGS for arg in argv[1:]):
+            print(f"{doc.strip()}\n\nflags:\n{flag_values.get_help(include_special_flags=False)}\n")
+            raise SystemExit(0)
+        try:
+            rest = flag_values(argv)
+        except flags.Error as error:
+            print(f"error: {error}\nPass --help to see the flags.", file=sys.stderr)
+            raise SystemExit(1) from None
+        flags.FLAGS.mark_as_parsed()  # app.run insists; absl's own flags keep their defaults
+        return rest
+
+    return parse
 
 
-def run(main, argv: list[str] | None = None) -> None:
-    """Runs a command's `main(argv) -> status` with absl, and exits with its status."""
-    app.run(main, argv=argv, flags_parser=_parse_flags)
+def run(main, flag_values: flags.FlagValues, doc: str, argv: list[str] | None = None) -> None:
+    """Runs a command's `main(argv) -> status` with absl, and exits with its status.
+
+    Each command has flags of its own (`flag_values`, not absl's global FLAGS): train's
+    --model names a network, predict's a saved model, and both commands live in one
+    process in the tests. --help prints `doc` and the flags, and exits 0.
+    """
+    app.run(main, argv=argv, flags_parser=_parser(flag_values, doc))
 
 
 def prepare_environment(quiet: bool = True) -> None:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 from tf_resnet9.data import DATASETS
+from tf_resnet9.recipes import RECIPES
 
+MODELS = ("resnet9", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18")
+OPTIMIZERS = ("nesterov_sgd", "sgd", "adam")
+LR_SCHEDULES = ("piecewise_linear", "multi_step", "cosine", "plateau")
+PLATEAU_MONITORS = ("train_loss", "val_loss")
+PADS = ("reflect", "zero")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 INITS = ("torch", "he_uniform", "he_normal")
 AUGMENT_MODES = ("device", "host")
@@ -34,23 +40,64 @@ def _setting(default, help: str, choices: tuple[str, ...] | None = None):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run. Defaults are David Page's 24-epoch recipe.
+    """Settings of one training run. Defaults are David Page's 24-epoch recipe (`page24`);
+    `TrainConfig.from_recipe` starts from another recipe's (`tf_resnet9.recipes`).
 
     Learning rate and weight decay are in mean-loss units: the reference sums the loss over
     the batch and uses lr / batch_size and weight_decay * batch_size, which is the same update
     (see `tf_resnet9.optimizer.to_summed_loss_units`).
     """
 
+    recipe: str = _setting(
+        "page24",
+        "A named set of defaults for every setting below (page24, he2016, adam_plateau; "
+        "README.org); flags given override it.",
+        tuple(RECIPES),
+    )
+    model: str = _setting(
+        "resnet9",
+        "The network: resnet9 (Page), resnet20/32/44/56/110 (He et al. 2016), resnet18.",
+        MODELS,
+    )
     dataset: str = _setting(
         "cifar10", "The data set: cifar10, or cifar100 (its 100 fine labels).", DATASET_NAMES
     )
     epochs: int = _setting(RECIPE_EPOCHS, "Epochs to train; the lr peaks at 5/24 of them.")
     batch_size: int = _setting(512, "Images per step; the last partial batch is dropped.")
-    peak_lr: float = _setting(0.4, "Peak learning rate per step, mean-loss units.")
-    warmup_epochs: float = _setting(
-        5.0, "Epochs of linear lr warm-up 0 -> peak_lr (of 24; scaled for shorter runs)."
+    optimizer: str = _setting(
+        "nesterov_sgd",
+        "nesterov_sgd (the recipe's), sgd (heavy-ball momentum) or adam; all with coupled "
+        "L2 weight decay.",
+        OPTIMIZERS,
     )
-    momentum: float = _setting(0.9, "Nesterov momentum.")
+    peak_lr: float = _setting(
+        0.4, "Peak (piecewise_linear) or initial learning rate per step, mean-loss units."
+    )
+    lr_schedule: str = _setting(
+        "piecewise_linear",
+        "piecewise_linear (0 -> peak_lr -> 0), multi_step (x lr_decay at each of "
+        "lr_milestones), cosine (to min_lr), plateau (x lr_decay when the monitored loss "
+        "stalls for plateau_patience epochs, not below min_lr).",
+        LR_SCHEDULES,
+    )
+    warmup_epochs: float = _setting(
+        5.0,
+        "piecewise_linear: epochs of linear warm-up 0 -> peak_lr (of 24; scaled for shorter runs).",
+    )
+    lr_milestones: tuple[float, ...] = _setting(
+        (0.5, 0.75), "multi_step: where the lr drops, as fractions of the epochs."
+    )
+    lr_decay: float = _setting(0.1, "multi_step and plateau: the factor of each drop.")
+    min_lr: float = _setting(0.0, "cosine: the final lr; plateau: the floor.")
+    plateau_patience: int = _setting(
+        10, "plateau: epochs without improvement (Keras' min_delta 1e-4) before a drop."
+    )
+    plateau_monitor: str = _setting(
+        "train_loss",
+        "plateau: the loss watched; val_loss needs --val_split (never the test loss).",
+        PLATEAU_MONITORS,
+    )
+    momentum: float = _setting(0.9, "Momentum of nesterov_sgd and sgd.")
     weight_decay: float = _setting(
         5e-4, "Coupled L2 weight decay: added to the gradient, enters the momentum."
     )
@@ -68,6 +115,13 @@ class TrainConfig:
         PRECISIONS,
     )
     jit: bool = _setting(True, "XLA-compile the train and eval steps.")
+    pad: str = _setting(
+        "reflect",
+        "Training augmentation's 4-pixel padding before the random crop: reflect (Page) or "
+        "zero (He et al.).",
+        PADS,
+    )
+    cutout: bool = _setting(True, "Training augmentation: cut out an 8x8 square.")
     augment: str | None = _setting(
         None,
         "Where crop, flip and cutout run: device (the training set on the accelerator) or "
@@ -86,8 +140,13 @@ class TrainConfig:
     test_limit: int | None = _setting(
         None, "Evaluate on a random, class-balanced subset of N images (quick runs)."
     )
+    val_split: int = _setting(
+        0,
+        "Hold out N training images (random, class-balanced) as a validation set, "
+        "evaluated after every epoch (He et al.: 5000).",
+    )
     subset_seed: int = _setting(
-        0, "Seeds the choice of the --train_limit and --test_limit subsets."
+        0, "Seeds the choice of the --train_limit, --test_limit and --val_split subsets."
     )
     deterministic: bool = _setting(
         False, "Make every op deterministic: two runs with the same seed give the same numbers."
@@ -110,15 +169,54 @@ class TrainConfig:
         _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _require(self.width > 0, "width", self.width, "a number > 0")
         _require(self.logit_scale > 0, "logit_scale", self.logit_scale, "a number > 0")
-        for name in ("dataset", "precision", "augment"):
+        _require(0 < self.lr_decay < 1, "lr_decay", self.lr_decay, "a number between 0 and 1")
+        _require(0 <= self.min_lr < self.peak_lr, "min_lr", self.min_lr, "a number in [0, peak_lr)")
+        milestones = self.lr_milestones
+        _require(
+            len(milestones) >= 1
+            and all(0 < m < 1 for m in milestones)
+            and all(b > a for a, b in zip(milestones, milestones[1:])),
+            "lr_milestones",
+            milestones,
+            "increasing fractions of training, each between 0 and 1",
+        )
+        _require(self.val_split >= 0, "val_split", self.val_split, "an integer >= 0")
+        _require(
+            self.plateau_monitor != "val_loss" or self.val_split > 0,
+            "plateau_monitor",
+            self.plateau_monitor,
+            "val_loss needs a validation set: --val_split N",
+        )
+        for name in (
+            "recipe",
+            "model",
+            "dataset",
+            "optimizer",
+            "lr_schedule",
+            "pad",
+            "precision",
+            "augment",
+            "plateau_monitor",
+        ):
             choices = self.field_choices(name)
             value = getattr(self, name)
             _require(value is None or value in choices, name, value, f"one of {', '.join(choices)}")
-        for name in ("keep_checkpoints", "grad_log_every"):
+        for name in ("keep_checkpoints", "grad_log_every", "plateau_patience"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         for name in ("steps_per_call", "train_limit", "test_limit"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, value, "an integer >= 1 (or unset)")
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "page24", **settings) -> TrainConfig:
+        """The settings of `recipe` (`tf_resnet9.recipes.RECIPES`), `settings` overriding.
+
+        Raises:
+            ConfigError: the recipe is unknown, or a setting is invalid.
+        """
+        if recipe not in RECIPES:
+            raise ConfigError("recipe", recipe, f"expected one of {', '.join(RECIPES)}.")
+        return cls(recipe=recipe, **RECIPES[recipe].settings(settings))
 
     @staticmethod
     def field_choices(name: str) -> tuple[str, ...] | None:

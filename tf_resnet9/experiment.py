@@ -1,4 +1,4 @@
-"""One training run of the recipe: data -> input -> model -> epoch loop -> results."""
+"""One training run: data -> input -> model -> epoch loop -> results."""
 
 from __future__ import annotations
 
@@ -11,41 +11,20 @@ import time
 import keras
 import numpy as np
 
-from tf_resnet9 import backends, checkpoints, data, export, loop, settings
+from tf_resnet9 import backends, builders, checkpoints, data, export, loop, settings
 from tf_resnet9.callbacks import ProgressLine, ProgressTable
 from tf_resnet9.config import ConfigError, TrainConfig
 from tf_resnet9.inputs import DeviceInput, EvalSet, HostInput
-from tf_resnet9.model import resnet9
-from tf_resnet9.optimizer import NesterovSGD
+from tf_resnet9.recipes import RECIPES
 from tf_resnet9.report import RunReport
 from tf_resnet9.results import library_versions, write_json_atomic
-from tf_resnet9.schedule import PiecewiseLinear
-from tf_resnet9.steps import CompiledSteps
 from tf_resnet9.tensorboard import TensorBoard
 from tf_resnet9.workdir import make_workdir, remove_if_empty
 
 RESULTS_FILE = "results.json"
-MODEL_FILE = "resnet9.keras"
 REPORT_FILE = "report.png"
 TENSORBOARD_FOLDER = "tensorboard"
 QUICK_CHECK = "--width 0.25 --epochs 2 --train_limit 4096"
-
-
-def build_steps(config: TrainConfig, precision: str, schedule: PiecewiseLinear) -> CompiledSteps:
-    """ResNet9 with the recipe's optimizer following `schedule`, compiled."""
-    model = resnet9(
-        num_classes=data.num_classes(config.dataset),
-        width=config.width,
-        init=config.init,
-        logit_scale=config.logit_scale,
-        dtype=precision,
-    )
-    optimizer = NesterovSGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
-    if precision == "mixed_float16":
-        # fp16 gradients underflow without a loss scale; bf16 has float32's exponent range.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    # The gradient norms are for TensorBoard only: without it, the steps skip them.
-    return CompiledSteps(model, optimizer, jit=config.jit, grad_norms=config.tensorboard)
 
 
 def train_and_evaluate(
@@ -56,13 +35,15 @@ def train_and_evaluate(
     callbacks: tuple[keras.callbacks.Callback, ...] = (),
     resume: bool = False,
 ) -> dict:
-    """Trains ResNet9 by the recipe, evaluating on the test set after every epoch.
+    """Trains `config.model` by `config`'s recipe, evaluating on the test set (and the
+    validation set, with `config.val_split`) after every epoch.
 
     Args:
         config: The run's settings.
         data_dir: Where CIFAR-10 is (see `tf_resnet9.load_cifar10`).
         workdir: If set, a checkpoint after every epoch, and at the end `results.json`,
-            the trained model (`resnet9.keras`) and the model for inference (uint8 images
+            the trained model (`model_file(config)`, e.g. `resnet9.keras`) and the model
+            for inference (uint8 images
             in, probabilities out: `inference.keras`, `classes.json`, and `saved_model/` on
             TensorFlow; see `tf_resnet9.export`), each written atomically. Created at the
             start (so that a bad path fails before training) and removed again if the run
@@ -91,7 +72,7 @@ def train_and_evaluate(
     try:
         results, model = _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start)
         if workdir is not None:
-            _save_model(model, os.path.join(workdir, MODEL_FILE))
+            _save_model(model, os.path.join(workdir, model_file(config)))
             export.save_inference_model(model, results["class_names"], workdir)
             write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
     except BaseException:
@@ -103,6 +84,7 @@ def train_and_evaluate(
 def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
     source = data.locate(data_dir, config.dataset)
     (x_train, y_train), (x_test, y_test) = data.read(source)
+    (x_train, y_train), validation = _split_validation(config, x_train, y_train)
     train_subset = data.balanced_subset(y_train, config.train_limit, config.subset_seed)
     test_subset = data.balanced_subset(y_test, config.test_limit, config.subset_seed)
     x_train, y_train = x_train[train_subset], y_train[train_subset]
@@ -111,8 +93,10 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
     names = data.class_names(source)
     if run.device.kind == "cpu":
         print(cpu_warning(config, run.device.name), file=out)
+    held_out = f", {len(validation[1])} validation" if validation else ""
     print(
-        f"data: {source} ({len(x_train)} train, {len(x_test)} test images); device: "
+        f"{config.model} by the {config.recipe} recipe; data: {source} ({len(x_train)} train"
+        f"{held_out}, {len(x_test)} test images); device: "
         f"{run.device.name}; backend: {run.backend}; precision: {run.precision}; "
         f"augmentation: {run.augment}; XLA: {'on' if config.jit else 'off'}",
         file=out,
@@ -121,8 +105,8 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
     if config.deterministic:
         backends.make_deterministic(config.jit)
     keras.utils.set_random_seed(config.seed)
-    schedule = PiecewiseLinear(*config.lr_knots, steps_per_epoch=run.steps_per_epoch)
-    steps = build_steps(config, run.precision, schedule)
+    lr = builders.learning_rate(config, run.steps_per_epoch)
+    steps = builders.build_steps(config, run.precision, lr)
     progress = None
     if checkpoint is not None:
         progress = checkpoints.restore(checkpoint, config, steps.model, steps.optimizer)
@@ -132,7 +116,18 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
     input_type = DeviceInput if run.augment == "device" else HostInput
 
     def make_train_input(images, labels):
-        return input_type(images, labels, config.batch_size, run.steps_per_call, config.seed)
+        augmentation = {"pad": config.pad}
+        if input_type is HostInput:  # on the device, the compiled steps cut out
+            augmentation["cutout"] = config.cutout
+        return input_type(
+            images, labels, config.batch_size, run.steps_per_call, config.seed, **augmentation
+        )
+
+    def make_eval_sets():
+        sets = {"test": EvalSet.build(x_test, y_test, run.eval_batch_size)}
+        if validation:
+            sets["val"] = EvalSet.build(*validation, run.eval_batch_size)
+        return sets
 
     print(
         f"compiling the training and evaluation steps{' with XLA' if config.jit else ''} "
@@ -143,17 +138,17 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
     compile_time = loop.warm_up(
         steps,
         lambda: make_train_input(np.zeros_like(x_train), np.zeros_like(y_train)),
-        EvalSet.build(np.zeros_like(x_test), np.zeros_like(y_test), run.eval_batch_size),
+        [
+            EvalSet.build(np.zeros_like(images), np.zeros_like(labels), run.eval_batch_size)
+            for images, labels in [(x_test, y_test), *([validation] if validation else [])]
+        ],
     )
     print(f"compiled in {compile_time:.1f} s; training", file=out, flush=True)
     fitted = loop.fit(
         steps,
-        lambda: (
-            make_train_input(x_train, y_train),
-            EvalSet.build(x_test, y_test, run.eval_batch_size),
-        ),
+        lambda: (make_train_input(x_train, y_train), make_eval_sets()),
         config.epochs,
-        schedule,
+        builders.lr_of_update(steps.optimizer, lr),
         (*_run_callbacks(config, run, names, workdir, steps, progress, out), *callbacks),
         progress,
     )
@@ -162,9 +157,11 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
     images_trained = config.epochs * run.steps_per_epoch * config.batch_size
     results = {
         "config": dataclasses.asdict(config) | run.record(),
+        "recipe": {"name": config.recipe, "source": RECIPES[config.recipe].source},
         "data": {
             "source": str(source),
             "train_images": len(x_train),
+            "validation_images": len(validation[1]) if validation else 0,
             "test_images": len(x_test),
             "train_subset": _subset_record(config.train_limit, config, y_train),
             "test_subset": _subset_record(config.test_limit, config, y_test),
@@ -198,10 +195,12 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
 
 
 def _run_callbacks(config, run, names, workdir, steps, progress, out):
-    """The run's own callbacks: with a workdir, checkpoints (first: an epoch's row is
-    printed once its checkpoint is on disk), TensorBoard logs and the report; the progress
-    line and table."""
-    callbacks = []
+    """The run's own callbacks: the learning rate's (plateau: first, so that a checkpoint
+    holds the lr the next epoch uses); with a workdir, checkpoints (before the table: an
+    epoch's row is printed once its checkpoint is on disk), TensorBoard logs and the
+    report; the progress line and table."""
+    earlier = progress.records if progress else ()
+    callbacks = builders.lr_callbacks(config, steps.optimizer, earlier)
     if workdir is not None:
         callbacks.append(
             checkpoints.Checkpointer(
@@ -224,10 +223,30 @@ def _run_callbacks(config, run, names, workdir, steps, progress, out):
                     run.steps_per_epoch,
                 )
             )
-        earlier = progress.records if progress else ()
         callbacks.append(RunReport(os.path.join(workdir, REPORT_FILE), names, earlier))
     line = ProgressLine(run.steps_per_epoch, config.batch_size, out)
-    return [*callbacks, line, ProgressTable(out)]
+    return [*callbacks, line, ProgressTable(out, validation=config.val_split > 0)]
+
+
+def model_file(config: TrainConfig) -> str:
+    """The trained model's file name in the workdir: the network's name, e.g. resnet9.keras."""
+    return f"{config.model}.keras"
+
+
+def _split_validation(config: TrainConfig, images, labels):
+    """((training images, labels), (validation images, labels) or None): `config.val_split`
+    images held out, random and class-balanced, before any --train_limit subset is drawn."""
+    if not config.val_split:
+        return (images, labels), None
+    if config.val_split >= len(labels):
+        raise ConfigError(
+            "val_split",
+            config.val_split,
+            f"it must leave training images: the training set has {len(labels)}.",
+        )
+    held_out = data.balanced_subset(labels, config.val_split, config.subset_seed)
+    keep = np.setdiff1d(np.arange(len(labels)), held_out)
+    return (images[keep], labels[keep]), (images[held_out], labels[held_out])
 
 
 def _per_class_accuracy(confusion: np.ndarray) -> list[float | None]:

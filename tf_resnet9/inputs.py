@@ -35,7 +35,8 @@ class DeviceInput:
     """The training set on the accelerator: shuffled, cropped, flipped and cut out there.
 
     Creating it is the recipe's preprocessing: the images go to the device once and are
-    reflect-padded there.
+    padded there. Whether a square is cut out is the compiled steps' setting
+    (`CompiledSteps(cutout=...)`): the augmentation runs inside them.
 
     Args:
         images: uint8 (N, 32, 32, 3).
@@ -43,10 +44,19 @@ class DeviceInput:
         batch_size: Images per step; the last partial batch of an epoch is dropped.
         steps_per_call: Steps per compiled call.
         seed: Seeds the shuffles and augmentations of all epochs (see `epoch_seed`).
+        pad: "reflect" or "zero" (`tf_resnet9.augment.pad_images`).
     """
 
-    def __init__(self, images, labels, batch_size: int, steps_per_call: int, seed: int):
-        self.padded = augment.reflect_pad(ops.convert_to_tensor(images))  # (N, 40, 40, 3)
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size: int,
+        steps_per_call: int,
+        seed: int,
+        pad: str = "reflect",
+    ):
+        self.padded = augment.pad_images(ops.convert_to_tensor(images), pad)  # (N, 40, 40, 3)
         self.labels = ops.convert_to_tensor(np.asarray(labels, np.int32))
         self.batch_size = batch_size
         self.steps = len(images) // batch_size
@@ -73,17 +83,27 @@ class DeviceInput:
 class HostInput:
     """Training batches from the tf.data pipeline (TensorFlow backend), augmented on the host.
 
-    Args: as `DeviceInput`.
+    Args: as `DeviceInput`, and
+        cutout: Cut out a square in every image.
     """
 
-    def __init__(self, images, labels, batch_size: int, steps_per_call: int, seed: int):
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size: int,
+        steps_per_call: int,
+        seed: int,
+        pad: str = "reflect",
+        cutout: bool = True,
+    ):
         from tf_resnet9 import pipeline  # tf.data: only where TensorFlow is installed
 
         self.batch_size = batch_size
         self.steps = len(images) // batch_size
         self.steps_per_call = steps_per_call
         self.seed = seed
-        self.pipeline = pipeline.TrainPipeline(images, labels, batch_size)
+        self.pipeline = pipeline.TrainPipeline(images, labels, batch_size, pad, cutout)
 
     @staticmethod
     def step_fn(steps: CompiledSteps):

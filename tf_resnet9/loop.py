@@ -4,11 +4,13 @@ and Keras callbacks for everything else (progress, logging, checkpoints).
 Callbacks follow Keras' protocol (`keras.callbacks.Callback`): `on_train_begin`,
 `on_epoch_begin(epoch)`, `on_epoch_end(epoch, logs)` and `on_train_end(logs)`, with
 0-based epochs as in `Model.fit`. The logs of an epoch are its record ("epoch", 1-based;
-"lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5_acc",
-"epoch_time_s", "training_time_s") and, as NumPy arrays, "confusion_matrix" (rows the
-true class) and "grad_norms" (steps, layer groups), and the evaluation and callback times
-so far ("eval_time_s", "hooks_time_s"). When a callback runs, the model's and
-the optimizer's variables hold the epoch's weights. The loop trains outside `Model.fit`:
+"lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5_acc", the same three
+with "val_" for a validation set, "epoch_time_s", "training_time_s") and, as NumPy arrays,
+"confusion_matrix" (of the test set, rows the true class) and "grad_norms" (steps, layer
+groups), and the evaluation and callback times so far ("eval_time_s", "hooks_time_s").
+When a callback runs, the model's and the optimizer's variables hold the epoch's weights;
+what a callback changes in them (the plateau schedule cuts the learning rate) is what the
+next epoch trains with. The loop trains outside `Model.fit`:
 callbacks get one batch event per compiled call, `on_train_batch_end(batch, logs)` with
 the index of the call's last step and logs {"steps": steps of the epoch dispatched so far}:
 on a GPU, where an epoch is one call, there is none within an epoch. The time callbacks
@@ -61,7 +63,7 @@ class Fit(NamedTuple):
     evaluation: Evaluation
 
 
-def warm_up(steps: CompiledSteps, make_input: Callable, eval_set: EvalSet) -> float:
+def warm_up(steps: CompiledSteps, make_input: Callable, eval_sets: Sequence[EvalSet]) -> float:
     """Compiles everything a run executes on inputs of the real shapes, then forgets it.
 
     DAWNBench excludes compilation from the training time. `make_input()` builds a training
@@ -82,7 +84,8 @@ def warm_up(steps: CompiledSteps, make_input: Callable, eval_set: EvalSet) -> fl
             seen.add(length)
             outputs.append(steps.run_discarding_updates(step_fn, *chunk))
     backends.wait(outputs)
-    evaluate(steps, steps.initial_state(), eval_set)
+    for eval_set in eval_sets:
+        evaluate(steps, steps.initial_state(), eval_set)
     return time.perf_counter() - start
 
 
@@ -119,9 +122,9 @@ def run_epoch(
 
 def fit(
     steps: CompiledSteps,
-    make_inputs: Callable[[], tuple[object, EvalSet]],
+    make_inputs: Callable[[], tuple[object, dict[str, EvalSet]]],
     epochs: int,
-    schedule: keras.optimizers.schedules.LearningRateSchedule,
+    lr_of_update: Callable[[int], float],
     callbacks: Sequence[keras.callbacks.Callback] = (),
     progress: Progress | None = None,
 ) -> Fit:
@@ -129,11 +132,12 @@ def fit(
 
     Args:
         steps: The compiled steps, their variables holding the weights to start from.
-        make_inputs: Returns (training input, test set); called once, after the clock
-            starts, because DAWNBench times preprocessing (moving the data to the device,
-            padding) as part of training.
+        make_inputs: Returns (training input, {"test": test set} and, if there is one,
+            "val": the validation set); called once, after the clock starts, because
+            DAWNBench times preprocessing (moving the data to the device, padding) as part
+            of training.
         epochs: The last epoch to train.
-        schedule: The optimizer's learning rate, for the records.
+        lr_of_update: The learning rate of an update (0-based), for the records.
         callbacks: Keras callbacks, called with every epoch's record.
         progress: Where a resumed run starts: after the epochs of its records, with their
             times. None: from epoch 1.
@@ -146,7 +150,7 @@ def fit(
     done_training_time = records[-1]["training_time_s"] if records else 0.0
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=steps.model)
     clock_start = time.perf_counter()
-    train_input, eval_set = make_inputs()
+    train_input, eval_sets = make_inputs()
     steps_per_epoch = train_input.steps
     state = steps.initial_state()
     eval_time, hooks_time = progress.eval_time_s, progress.hooks_time_s
@@ -173,21 +177,24 @@ def fit(
                 f"{steps_per_epoch} (step {(epoch - 1) * steps_per_epoch + step} overall); "
                 "stopped, no results written."
             )
-        evaluation = evaluate(steps, state, eval_set)
+        evaluations = {name: evaluate(steps, state, s) for name, s in eval_sets.items()}
+        evaluation = evaluations["test"]
         steps.finish(state)  # the callbacks see this epoch's weights in the variables
-        records.append(
-            {
-                "epoch": epoch,
-                "lr": float(schedule(epoch * steps_per_epoch - 1)),  # of the epoch's last step
-                "train_loss": totals.mean_loss,
-                "train_acc": totals.correct / (steps_per_epoch * train_input.batch_size),
-                "test_loss": evaluation.mean_loss,
-                "test_acc": evaluation.accuracy,
-                "test_top5_acc": evaluation.top5_accuracy,
-                "epoch_time_s": train_end - epoch_start,
-                "training_time_s": done_training_time + train_end - clock_start - excluded,
+        record = {
+            "epoch": epoch,
+            "lr": lr_of_update(epoch * steps_per_epoch - 1),  # of the epoch's last step
+            "train_loss": totals.mean_loss,
+            "train_acc": totals.correct / (steps_per_epoch * train_input.batch_size),
+        }
+        for name, result in evaluations.items():
+            record |= {
+                f"{name}_loss": result.mean_loss,
+                f"{name}_acc": result.accuracy,
+                f"{name}_top5_acc": result.top5_accuracy,
             }
-        )
+        record["epoch_time_s"] = train_end - epoch_start
+        record["training_time_s"] = done_training_time + train_end - clock_start - excluded
+        records.append(record)
         hooks_start = time.perf_counter()
         eval_time += hooks_start - train_end
         logs = records[-1] | {
@@ -197,6 +204,7 @@ def fit(
             "hooks_time_s": hooks_time,
         }
         callback_list.on_epoch_end(epoch - 1, logs)
+        state = steps.initial_state()  # the variables, as the callbacks left them
         hooks_time += time.perf_counter() - hooks_start
         excluded += time.perf_counter() - train_end
     steps.finish(state)

@@ -41,6 +41,17 @@ def kernel_initializer(init: str) -> keras.initializers.Initializer:
     raise ValueError(f"init={init!r} is invalid: expected one of {', '.join(INITS)}.")
 
 
+def check_options(num_classes: int, width: float, init: str, logit_scale: float) -> None:
+    """Raises ValueError, naming the argument, before a model with these options is built."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} is invalid: expected an integer >= 1.")
+    if not width > 0:
+        raise ValueError(f"width={width!r} is invalid: expected a number > 0.")
+    if not logit_scale > 0:
+        raise ValueError(f"logit_scale={logit_scale!r} is invalid: expected a number > 0.")
+    kernel_initializer(init)
+
+
 def resnet9(
     num_classes: int = 10,
     width: float = 1.0,
@@ -69,13 +80,7 @@ def resnet9(
         `keras.ops.softmax(logits)` for probabilities. The same holds for the
         `resnet9.keras` a training run saves.
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes={num_classes!r} is invalid: expected an integer >= 1.")
-    if not width > 0:
-        raise ValueError(f"width={width!r} is invalid: expected a number > 0.")
-    if not logit_scale > 0:
-        raise ValueError(f"logit_scale={logit_scale!r} is invalid: expected a number > 0.")
-    kernel_initializer(init)  # validates `init` before any layer is built
+    check_options(num_classes, width, init, logit_scale)
     channels = {name: max(1, round(c * width)) for name, c in BASE_CHANNELS.items()}
 
     def conv_bn_relu(x, filters, name):

@@ -12,7 +12,7 @@ from tf_resnet9 import augment
 class TrainPipeline:
     """Augmented training batches, an epoch at a time.
 
-    Reflect padding happens once, here. Each epoch is its own dataset, drawn from its own
+    Padding happens once, here. Each epoch is its own dataset, drawn from its own
     seed: a fresh shuffle and a fresh crop, flip and cutout for every example (vectorised
     per batch), the last partial batch dropped. The same seed gives the same batches, and
     any epoch can be drawn again without the ones before it (a resumed run needs that).
@@ -21,19 +21,29 @@ class TrainPipeline:
         images: uint8 (N, 32, 32, 3).
         labels: int (N,).
         batch_size: Images per batch.
+        pad: "reflect" or "zero" (`tf_resnet9.augment.pad_images`).
+        cutout: Cut out a square in every image.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
-        self.padded = tf.constant(ops.convert_to_numpy(augment.reflect_pad(images)))  # (N,40,40,3)
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        pad: str = "reflect",
+        cutout: bool = True,
+    ):
+        self.padded = tf.constant(ops.convert_to_numpy(augment.pad_images(images, pad)))
         self.labels = tf.constant(labels, tf.int32)
         self.batch_size = batch_size
+        self.cutout = cutout
 
     def epoch(self, seed: int) -> tf.data.Dataset:
         """One epoch of (float32 (B, 32, 32, 3), int32 (B,)) batches, N // B of them."""
 
         def make_batch(indices, batch_seed):
             params = augment.draw_params(self.batch_size, batch_seed)
-            images = augment.augment(tf.gather(self.padded, indices), params)
+            images = augment.augment(tf.gather(self.padded, indices), params, self.cutout)
             return images, tf.gather(self.labels, indices)
 
         # Shuffle indices, not images: the images stay in one tensor, each batch a gather.

@@ -2,7 +2,8 @@ r"""Classifies image files with a trained ResNet9.
 
     python -m tf_resnet9.predict --model runs/first cat.png dog.jpg
 
---model is a training run's workdir (its inference.keras, else its resnet9.keras) or one of
+--model is a training run's workdir (its inference.keras, else its trained model, e.g.
+resnet9.keras) or one of
 those files. Prints the most likely classes of each image, e.g.
 `cat.png: cat 81.2%, dog 9.4%, frog 3.1%`. Images (PNG, JPEG, anything Pillow reads) of
 another size than 32x32 are resized to it, aspect ratio not kept, as CIFAR-10's were.
@@ -19,18 +20,21 @@ import numpy as np
 from absl import app, flags
 
 from tf_resnet9 import commands
+from tf_resnet9.config import MODELS
 
+FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
 flags.DEFINE_string(
     "model",
     None,
-    "A training run's workdir, or the inference.keras or resnet9.keras file in it.",
+    "A training run's workdir, or the inference.keras or trained model (resnet9.keras, "
+    "resnet20.keras, ...) in it.",
+    flag_values=FLAGS,
 )
-flags.DEFINE_integer("top", 3, "How many classes to print per image.", lower_bound=1)
-FLAGS = flags.FLAGS
-
-HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+flags.DEFINE_integer(
+    "top", 3, "How many classes to print per image.", lower_bound=1, flag_values=FLAGS
+)
 # What a workdir holds (tf_resnet9.export, tf_resnet9.experiment), best first.
-MODEL_FILES = ("inference.keras", "resnet9.keras")
+MODEL_FILES = ("inference.keras", *(f"{model}.keras" for model in MODELS))
 IMAGE_SIZE = 32
 # Images per call of the model: one batch for any usual number of files, while the
 # activations of a full-width ResNet9 (two layers' worth live at once, under 1 MB per
@@ -98,7 +102,10 @@ def find_model(path: str) -> str:
         for name in MODEL_FILES:
             if os.path.isfile(os.path.join(path, name)):
                 return os.path.join(path, name)
-        raise ModelError(f"the folder holds no {' or '.join(MODEL_FILES)}.")
+        raise ModelError(
+            f"the folder holds no {MODEL_FILES[0]} nor a trained model ({MODEL_FILES[1]}, "
+            f"{MODEL_FILES[2]}, ...)."
+        )
     if not os.path.exists(path):
         raise ModelError("no such file or folder.")
     if not path.endswith(".keras") or not zipfile.is_zipfile(path):
@@ -112,7 +119,7 @@ def load_classifier(path: str):
 
     Args:
         path: An `inference.keras` (uint8 images -> probabilities, `tf_resnet9.export`) or a
-            training model `resnet9.keras` (normalised images -> logits), told apart by
+            training model such as `resnet9.keras` (normalised images -> logits), told apart by
             their input dtype. For the latter, this applies `tf_resnet9.preprocess` and a
             softmax.
 
@@ -222,7 +229,7 @@ def _one_line(error: Exception) -> str:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with main's status."""
-    commands.run(main, argv)
+    commands.run(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_resnet9.model import BN_EPSILON, BN_MOMENTUM, IMAGE_SHAPE, kernel_initializer
+from tf_resnet9.model import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    IMAGE_SHAPE,
+    check_options,
+    kernel_initializer,
+)
 
 
 @keras.saving.register_keras_serializable(package="tf_resnet9")
@@ -71,23 +77,39 @@ def _basic_block(x, filters: int, stride: int, shortcut: str, init: str, name: s
     return layers.ReLU(dtype=dtype, name=f"{name}_relu")(x)
 
 
-def _resnet(stem, stages, blocks, shortcut, num_classes, init, dtype, name) -> keras.Model:
+def _resnet(
+    stem, stages, blocks, shortcut, name, *, num_classes, init, dtype, width, logit_scale
+) -> keras.Model:
+    check_options(num_classes, width, init, logit_scale)
+
+    def channels(c):
+        return max(1, round(c * width))
+
     images = keras.Input(IMAGE_SHAPE, name="images")
-    x = _conv_bn(images, stem, 3, 1, init, "stem", dtype)
+    x = _conv_bn(images, channels(stem), 3, 1, init, "stem", dtype)
     x = layers.ReLU(dtype=dtype, name="stem_relu")(x)
     for s, filters in enumerate(stages, start=1):
         for b in range(1, blocks + 1):
             stride = 2 if s > 1 and b == 1 else 1
-            x = _basic_block(x, filters, stride, shortcut, init, f"stage{s}_block{b}", dtype)
+            x = _basic_block(
+                x, channels(filters), stride, shortcut, init, f"stage{s}_block{b}", dtype
+            )
     x = layers.GlobalAveragePooling2D(dtype=dtype, name="pool")(x)
     logits = layers.Dense(
         num_classes, kernel_initializer=kernel_initializer(init), dtype="float32", name="dense"
     )(x)  # float32 logits: the loss of bf16 logits loses precision
+    if logit_scale != 1:  # the papers' models have none: no layer unless asked for
+        logits = layers.Rescaling(logit_scale, dtype="float32", name="logits")(logits)
     return keras.Model(images, logits, name=name)
 
 
 def cifar_resnet(
-    depth: int, num_classes: int = 10, init: str = "he_normal", dtype: str | None = None
+    depth: int,
+    num_classes: int = 10,
+    init: str = "he_normal",
+    dtype: str | None = None,
+    width: float = 1.0,
+    logit_scale: float = 1.0,
 ) -> keras.Model:
     """He et al.'s CIFAR ResNet of `depth` = 6n + 2 layers (20, 32, 44, 56, 110, ...).
 
@@ -96,27 +118,55 @@ def cifar_resnet(
         num_classes: Outputs of the dense layer.
         init: Conv and dense kernel initialisation (the paper: He-normal).
         dtype: Keras dtype policy of every layer but the logits (float32).
+        width: Multiplies every channel count (16/32/64); below 1 for quick tests.
+        logit_scale: Constant multiplying the logits (1: none, as in the paper).
 
     Returns:
         Normalised images (B, 32, 32, 3) -> logits (B, num_classes). 269,722 trainable
-        parameters at depth 20, 853,018 at depth 56 (10 classes).
+        parameters at depth 20, 853,018 at depth 56 (10 classes, width 1).
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth={depth!r} is invalid: expected 6n + 2 (20, 32, 44, 56, 110).")
     return _resnet(
-        16, (16, 32, 64), (depth - 2) // 6, "A", num_classes, init, dtype, f"resnet{depth}"
+        16,
+        (16, 32, 64),
+        (depth - 2) // 6,
+        "A",
+        f"resnet{depth}",
+        num_classes=num_classes,
+        init=init,
+        dtype=dtype,
+        width=width,
+        logit_scale=logit_scale,
     )
 
 
 def resnet18_cifar(
-    num_classes: int = 10, init: str = "torch", dtype: str | None = None
+    num_classes: int = 10,
+    init: str = "torch",
+    dtype: str | None = None,
+    width: float = 1.0,
+    logit_scale: float = 1.0,
 ) -> keras.Model:
-    """ResNet-18 for 32x32 images: 11,173,962 trainable parameters (10 classes).
+    """ResNet-18 for 32x32 images: 11,173,962 trainable parameters (10 classes, width 1).
 
     Args:
         num_classes: Outputs of the dense layer.
         init: Conv and dense kernel initialisation ("torch": PyTorch's default, as the
             PyTorch codebases that train it use).
         dtype: Keras dtype policy of every layer but the logits (float32).
+        width: Multiplies every channel count (64/128/256/512); below 1 for quick tests.
+        logit_scale: Constant multiplying the logits (1: none).
     """
-    return _resnet(64, (64, 128, 256, 512), 2, "projection", num_classes, init, dtype, "resnet18")
+    return _resnet(
+        64,
+        (64, 128, 256, 512),
+        2,
+        "projection",
+        "resnet18",
+        num_classes=num_classes,
+        init=init,
+        dtype=dtype,
+        width=width,
+        logit_scale=logit_scale,
+    )

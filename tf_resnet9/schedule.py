@@ -1,9 +1,11 @@
-"""Learning rates: the recipe's piecewise-linear one, and the step and cosine decays of the
-classic CIFAR ResNets (built on Keras' own schedules)."""
+"""Learning rates: the recipe's piecewise-linear one, the step and cosine decays of the
+classic CIFAR ResNets (built on Keras' own schedules), and a cut on a loss plateau (Keras'
+`ReduceLROnPlateau`)."""
 
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Sequence
 
 import keras
@@ -111,3 +113,44 @@ def cosine(
     return keras.optimizers.schedules.CosineDecay(
         base_lr, decay_steps=round(epochs * steps_per_epoch), alpha=final_lr / base_lr
     )
+
+
+class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """Keras' `ReduceLROnPlateau` (mode "min"), for a loop that trains outside `Model.fit`.
+
+    After each epoch: if `monitor` has not fallen below its best by more than `min_delta`
+    for `patience` epochs in a row, lr becomes max(lr * factor, min_lr); no cut once lr is
+    at `min_lr`. Keras' rule, unchanged; two things are added. The callback writes the lr
+    of `optimizer` (the loop's model is not compiled, so `model.optimizer` is unset), and
+    the epoch loop carries the new value into the compiled steps' state (on JAX the lr is
+    part of the state; `tf_resnet9.loop.fit`). A resumed run replays the records of the
+    epochs before it (`earlier`) to restore the counters, and so cuts where an
+    uninterrupted run would.
+
+    Args:
+        optimizer: A Keras optimizer with a constant learning rate (a variable).
+        initial_lr: The learning rate the run started with (for the replay).
+        earlier: The records of the epochs already trained (a resumed run).
+        **kwargs: Keras' arguments: monitor, factor, patience, min_delta, cooldown, min_lr.
+    """
+
+    def __init__(self, optimizer, initial_lr: float, earlier: Sequence[dict] = (), **kwargs):
+        super().__init__(mode="min", **kwargs)
+        self._optimizer = optimizer
+        self._initial_lr = initial_lr
+        self._earlier = list(earlier)
+
+    def set_model(self, model):
+        del model  # Keras' callback reads model.optimizer
+        super().set_model(types.SimpleNamespace(optimizer=self._optimizer))
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self._earlier:
+            return
+        # Replay on a stand-in optimizer: the real one's lr was restored with the checkpoint.
+        stand_in = types.SimpleNamespace(learning_rate=self._initial_lr)
+        keras.callbacks.Callback.set_model(self, types.SimpleNamespace(optimizer=stand_in))
+        for epoch, record in enumerate(self._earlier):
+            self.on_epoch_end(epoch, dict(record))
+        self.set_model(None)

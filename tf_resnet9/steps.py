@@ -52,6 +52,7 @@ class CompiledSteps:
         jit: Compile with XLA.
         grad_norms: Compute each step's gradient norm per layer group (for logging); with
             False the norms have no columns (`grad_groups` is empty).
+        cutout: Device augmentation (`device_steps`) cuts out a square.
     """
 
     def __init__(
@@ -60,9 +61,11 @@ class CompiledSteps:
         optimizer: keras.optimizers.Optimizer,
         jit: bool,
         grad_norms: bool = True,
+        cutout: bool = True,
     ):
         self.model = model
         self.optimizer = optimizer
+        self.cutout = cutout
         optimizer.build(model.trainable_variables)
         self._state = backends.TrainingState(
             (model.trainable_variables, model.non_trainable_variables, optimizer.variables),
@@ -158,14 +161,14 @@ class CompiledSteps:
 
         Args:
             state: As returned by the previous call.
-            padded_images: uint8 (N, 40, 40, 3), the reflect-padded training set.
+            padded_images: uint8 (N, 40, 40, 3), the padded training set.
             labels: int32 (N,).
             batches: int32 (S, B): the images of each step.
             seeds: (S, ...) one random seed per step, for its augmentation.
         """
 
         def batch(i):
-            images = augment.augment_gathered(padded_images, batches[i], seeds[i])
+            images = augment.augment_gathered(padded_images, batches[i], seeds[i], self.cutout)
             return images, ops.take(labels, batches[i], axis=0)
 
         return self._steps(state, batches.shape[0], batch)

@@ -1,9 +1,12 @@
-r"""Trains ResNet9 on CIFAR-10 by David Page's 24-epoch recipe.
+r"""Trains a network on CIFAR-10 by a recipe: ResNet9 by David Page's 24-epoch recipe unless
+told otherwise.
 
     python -m tf_resnet9.train --data_dir ~/data/cifar-10-batches-py --workdir runs/first
+    python -m tf_resnet9.train --model resnet56 --recipe he2016
 
-Prints a row per epoch and writes WORKDIR/results.json and WORKDIR/resnet9.keras. Every
-setting of `tf_resnet9.TrainConfig` is a flag of the same name. See README.org.
+Prints a row per epoch and writes WORKDIR/results.json and the trained model
+(WORKDIR/resnet9.keras, or the --model's name). Every setting of `tf_resnet9.TrainConfig` is
+a flag of the same name; --recipe sets their defaults. See README.org.
 """
 
 from __future__ import annotations
@@ -20,25 +23,31 @@ from absl import app, flags
 from tf_resnet9 import commands, config_flags, hardware, workdir
 from tf_resnet9.config import ConfigError
 
-CONFIG_FLAGS = config_flags.define_config_flags()
-flags.adopt_module_key_flags(config_flags)  # --help lists them with this module's own
+FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
+CONFIG_FLAGS = config_flags.define_config_flags(flag_values=FLAGS)
 flags.DEFINE_string(
     "data_dir",
     None,
     "CIFAR-10: the cifar-10-batches-py folder, its parent, or cifar-10-python.tar.gz. "
     "Unset: the Keras cache, else tensorflow-datasets (downloads if online).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_string(
-    "workdir", None, "Where results.json and resnet9.keras go. Unset: runs/<date-time>."
+    "workdir",
+    None,
+    "Where results.json and the trained model (resnet9.keras, ...) go. Unset: runs/<date-time>.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_boolean(
     "resume",
     False,
     "Continue the run in --workdir from its latest checkpoint (one is written after every "
     "epoch), to the results an uninterrupted run reaches.",
+    flag_values=FLAGS,
 )
-flags.DEFINE_boolean("verbose", False, "Show TensorFlow's and XLA's own log lines.")
-FLAGS = flags.FLAGS
+flags.DEFINE_boolean(
+    "verbose", False, "Show TensorFlow's and XLA's own log lines.", flag_values=FLAGS
+)
 
 
 def main(argv: list[str]) -> int:
@@ -54,7 +63,7 @@ def main(argv: list[str]) -> int:
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
     try:
-        config = config_flags.config_from_flags(CONFIG_FLAGS)
+        config = config_flags.config_from_flags(CONFIG_FLAGS, FLAGS)
         created = workdir.make_workdir(run_dir)
     except ConfigError as e:
         return _error(e)
@@ -156,7 +165,7 @@ class StopOnSignal:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with main's status."""
-    commands.run(main, argv)
+    commands.run(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""What a `TrainConfig` builds: the network, its learning rate, its optimizer, and the
+compiled steps that train them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+
+from tf_resnet9 import data
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.model import resnet9
+from tf_resnet9.optimizer import AdamL2, MomentumSGD, NesterovSGD
+from tf_resnet9.resnets import cifar_resnet, resnet18_cifar
+from tf_resnet9.schedule import PiecewiseLinear, ReduceLROnPlateau, cosine, multi_step
+from tf_resnet9.steps import CompiledSteps
+
+_OPTIMIZERS = {"nesterov_sgd": NesterovSGD, "sgd": MomentumSGD}
+
+
+def build_model(config: TrainConfig, dtype: str | None = None) -> keras.Model:
+    """The network `config.model`, untrained: normalised images -> logits."""
+    options = {
+        "num_classes": data.num_classes(config.dataset),
+        "width": config.width,
+        "init": config.init,
+        "logit_scale": config.logit_scale,
+        "dtype": dtype,
+    }
+    if config.model == "resnet9":
+        return resnet9(**options)
+    if config.model == "resnet18":
+        return resnet18_cifar(**options)
+    return cifar_resnet(int(config.model.removeprefix("resnet")), **options)
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
+    """`config.lr_schedule` as the optimizer takes it: a schedule of the update count, or,
+    for plateau, the starting value (`lr_callbacks` changes it between epochs)."""
+    if config.lr_schedule == "piecewise_linear":
+        return PiecewiseLinear(*config.lr_knots, steps_per_epoch=steps_per_epoch)
+    if config.lr_schedule == "multi_step":
+        milestones = [m * config.epochs for m in config.lr_milestones]
+        return multi_step(config.peak_lr, milestones, config.lr_decay, steps_per_epoch)
+    if config.lr_schedule == "cosine":
+        return cosine(config.peak_lr, config.epochs, steps_per_epoch, config.min_lr)
+    return config.peak_lr
+
+
+def lr_of_update(optimizer: keras.optimizers.Optimizer, lr) -> Callable[[int], float]:
+    """The learning rate of update `step` (0-based), for the records: the schedule's, or
+    the optimizer's current one where callbacks set it."""
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        return lambda step: float(lr(step))
+    return lambda step: float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def build_optimizer(config: TrainConfig, lr, precision: str) -> keras.optimizers.Optimizer:
+    if config.optimizer == "adam":
+        optimizer = AdamL2(lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = _OPTIMIZERS[config.optimizer](
+            lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if precision == "mixed_float16":
+        # fp16 gradients underflow without a loss scale; bf16 has float32's exponent range.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def build_steps(config: TrainConfig, precision: str, lr) -> CompiledSteps:
+    """The network of `config` with its optimizer following `lr` (`learning_rate`),
+    compiled. The gradient norms are for TensorBoard only: without it, the steps skip them.
+    """
+    model = build_model(config, precision)
+    optimizer = build_optimizer(config, lr, precision)
+    return CompiledSteps(
+        model, optimizer, jit=config.jit, grad_norms=config.tensorboard, cutout=config.cutout
+    )
+
+
+def lr_callbacks(
+    config: TrainConfig, optimizer: keras.optimizers.Optimizer, earlier: Sequence[dict] = ()
+) -> list[keras.callbacks.Callback]:
+    """The callbacks that set the learning rate between epochs (plateau), else none."""
+    if config.lr_schedule != "plateau":
+        return []
+    return [
+        ReduceLROnPlateau(
+            optimizer,
+            config.peak_lr,
+            earlier,
+            monitor=config.plateau_monitor,
+            factor=config.lr_decay,
+            patience=config.plateau_patience,
+            min_lr=config.min_lr,
+        )
+    ]
