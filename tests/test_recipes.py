@@ -94,6 +94,7 @@ def data_dir(tmp_path_factory):
 PAIRS = [
     ("resnet20", "he2016", ["--val_split", "40"]),
     ("resnet18", "adam_plateau", ["--val_split", "40", "--plateau_monitor", "val_loss"]),
+    ("resnet9", "page10", ["--val_split", "40"]),
 ]
 
 

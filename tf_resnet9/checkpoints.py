@@ -39,20 +39,25 @@ class Checkpoint:
     meta: dict
 
 
-def _variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict[str, object]:
+def _variables(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, extra=()
+) -> dict[str, object]:
     # Optimizer variables are keyed by position too: their paths repeat across optimizers.
     named = {f"model/{v.path}": v for v in model.variables}
     named |= {f"optimizer/{i}/{v.path}": v for i, v in enumerate(optimizer.variables)}
+    named |= {f"steps/{i}/{v.path}": v for i, v in enumerate(extra)}
     return named
 
 
-def save(workdir, model, optimizer, meta: dict, keep: int) -> str:
-    """Writes the checkpoint of epoch `meta["epoch"]`; keeps the latest `keep`."""
+def save(workdir, model, optimizer, meta: dict, keep: int, extra=()) -> str:
+    """Writes the checkpoint of epoch `meta["epoch"]`; keeps the latest `keep`. `extra`: the
+    compiled steps' own variables (`CompiledSteps.ema_variables`)."""
     directory = checkpoint_folder(workdir)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"epoch-{meta['epoch']:04d}.npz")
     arrays = {
-        name: keras.ops.convert_to_numpy(v) for name, v in _variables(model, optimizer).items()
+        name: keras.ops.convert_to_numpy(v)
+        for name, v in _variables(model, optimizer, extra).items()
     }
     arrays["meta.json"] = np.array(json.dumps(meta, allow_nan=False))
     write_atomic(path, lambda f: np.savez(f, **arrays))
@@ -90,7 +95,7 @@ def load(path: str) -> Checkpoint:
     return Checkpoint(path, epoch, values, meta)
 
 
-def restore(checkpoint: Checkpoint, config: TrainConfig, model, optimizer) -> Progress:
+def restore(checkpoint: Checkpoint, config: TrainConfig, model, optimizer, extra=()) -> Progress:
     """Puts the checkpoint's values into the model and optimizer; returns where to go on.
 
     Raises:
@@ -111,7 +116,7 @@ def restore(checkpoint: Checkpoint, config: TrainConfig, model, optimizer) -> Pr
             f"{checkpoint.path}: written by a run with other settings ({listed}); resume "
             "with the same settings, or start afresh in another --workdir."
         )
-    variables = _variables(model, optimizer)
+    variables = _variables(model, optimizer, extra)
     if variables.keys() != checkpoint.values.keys() or any(
         tuple(v.shape) != checkpoint.values[name].shape for name, v in variables.items()
     ):
@@ -131,11 +136,13 @@ class Checkpointer(keras.callbacks.Callback):
         optimizer: The model's optimizer (the loop trains without `Model.compile`).
         keep: How many of the latest checkpoints to keep.
         progress: The records and times of a resumed run's earlier epochs.
+        extra: The compiled steps' own variables (`CompiledSteps.ema_variables`).
     """
 
-    def __init__(self, workdir, config: TrainConfig, optimizer, keep: int, progress=None):
+    def __init__(self, workdir, config: TrainConfig, optimizer, keep: int, progress=None, extra=()):
         super().__init__()
         self.workdir, self.config, self.optimizer, self.keep = workdir, config, optimizer, keep
+        self.extra = extra
         self.records = list((progress or Progress([], 0.0, 0.0)).records)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -149,4 +156,4 @@ class Checkpointer(keras.callbacks.Callback):
             "hooks_time_s": logs["hooks_time_s"],
             "config": dataclasses.asdict(self.config),
         }
-        save(self.workdir, self.model, self.optimizer, meta, self.keep)
+        save(self.workdir, self.model, self.optimizer, meta, self.keep, self.extra)

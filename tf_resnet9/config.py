@@ -15,6 +15,7 @@ PLATEAU_MONITORS = ("train_loss", "val_loss")
 PADS = ("reflect", "zero")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 INITS = ("torch", "he_uniform", "he_normal")
+ACTIVATIONS = ("relu", "celu")
 AUGMENT_MODES = ("device", "host")
 DATASET_NAMES = tuple(DATASETS)
 RECIPE_EPOCHS = 24  # the length the recipe's schedule was tuned for
@@ -50,8 +51,8 @@ class TrainConfig:
 
     recipe: str = _setting(
         "page24",
-        "A named set of defaults for every setting below (page24, he2016, adam_plateau; "
-        "README.org); flags given override it.",
+        "A named set of defaults for every setting below (page24, page10, he2016, "
+        "adam_plateau; README.org); flags given override it.",
         tuple(RECIPES),
     )
     model: str = _setting(
@@ -88,7 +89,10 @@ class TrainConfig:
         (0.5, 0.75), "multi_step: where the lr drops, as fractions of the epochs."
     )
     lr_decay: float = _setting(0.1, "multi_step and plateau: the factor of each drop.")
-    min_lr: float = _setting(0.0, "cosine: the final lr; plateau: the floor.")
+    min_lr: float = _setting(0.0, "piecewise_linear and cosine: the final lr; plateau: the floor.")
+    lr_hold_epochs: float = _setting(
+        0.0, "piecewise_linear: the last epochs held at min_lr (of the recipe's length)."
+    )
     plateau_patience: int = _setting(
         10, "plateau: epochs without improvement (Keras' min_delta 1e-4) before a drop."
     )
@@ -109,6 +113,45 @@ class TrainConfig:
     )
     width: float = _setting(1.0, "Multiplies every channel count (64/128/256/512); > 0.")
     logit_scale: float = _setting(0.125, "Constant multiplying the logits.")
+    activation: str = _setting(
+        "relu", "ResNet9's activation: relu, or celu (Page's later recipe).", ACTIVATIONS
+    )
+    celu_alpha: float = _setting(0.3, "celu: its alpha, CELU(x) = max(0,x) + min(0, a(e^(x/a)-1)).")
+    pool_before_bn: bool = _setting(
+        False,
+        "ResNet9's pooled layers as conv -> pool -> BN -> act (else conv -> BN -> act -> pool).",
+    )
+    whiten_prep: bool = _setting(
+        False,
+        "ResNet9's prep layer: a fixed 3x3 patch-whitening convolution (from the training "
+        "images), then 1x1 to 64 channels, BN, act.",
+    )
+    freeze_bn_scale: bool = _setting(
+        False, "ResNet9: BatchNorm's scale (gamma) fixed at 1, not trained."
+    )
+    ghost_bn_splits: int = _setting(
+        1,
+        "ResNet9: BatchNorm's training statistics per this many equal sub-batches (ghost "
+        "BatchNorm); inference uses their running averages, averaged over the splits.",
+    )
+    label_smoothing: float = _setting(
+        0.0, "Training targets (1 - s) one-hot + s / classes (the loss reported too)."
+    )
+    ema_momentum: float = _setting(
+        0.0,
+        "Evaluate (and save) an exponential moving average of the weights and BatchNorm "
+        "statistics with this momentum per step (Page: 0.99); 0: off.",
+    )
+    ema_every: int = _setting(5, "Move the average every N updates, by momentum**N (Page: 5).")
+    tta_flip: bool = _setting(
+        False, "Evaluate on the mean of the logits of each image and its mirror image."
+    )
+    bn_bias_lr_scale: float = _setting(
+        1.0, "nesterov_sgd: BatchNorm biases (beta) train with lr times this (Page: 64)."
+    )
+    bn_bias_wd_scale: float = _setting(
+        1.0, "nesterov_sgd: BatchNorm biases' weight decay times this (Page: 1/64)."
+    )
     precision: str | None = _setting(
         None,
         "Unset: mixed_bfloat16 on a GPU with bf16, mixed_float16 on older GPUs, float32 on a CPU.",
@@ -169,6 +212,24 @@ class TrainConfig:
         _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _require(self.width > 0, "width", self.width, "a number > 0")
         _require(self.logit_scale > 0, "logit_scale", self.logit_scale, "a number > 0")
+        _require(self.celu_alpha > 0, "celu_alpha", self.celu_alpha, "a number > 0")
+        _require(
+            0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum, "a number in [0, 1)"
+        )
+        _require(
+            0 <= self.label_smoothing < 1,
+            "label_smoothing",
+            self.label_smoothing,
+            "a number in [0, 1)",
+        )
+        for name in ("bn_bias_lr_scale", "bn_bias_wd_scale"):
+            _require(getattr(self, name) > 0, name, getattr(self, name), "a number > 0")
+        _require(
+            self.ghost_bn_splits >= 1 and self.batch_size % self.ghost_bn_splits == 0,
+            "ghost_bn_splits",
+            self.ghost_bn_splits,
+            f"an integer >= 1 dividing batch_size={self.batch_size}",
+        )
         _require(0 < self.lr_decay < 1, "lr_decay", self.lr_decay, "a number between 0 and 1")
         _require(0 <= self.min_lr < self.peak_lr, "min_lr", self.min_lr, "a number in [0, peak_lr)")
         milestones = self.lr_milestones
@@ -201,11 +262,40 @@ class TrainConfig:
             choices = self.field_choices(name)
             value = getattr(self, name)
             _require(value is None or value in choices, name, value, f"one of {', '.join(choices)}")
-        for name in ("keep_checkpoints", "grad_log_every", "plateau_patience"):
+        for name in ("keep_checkpoints", "grad_log_every", "plateau_patience", "ema_every"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         for name in ("steps_per_call", "train_limit", "test_limit"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, value, "an integer >= 1 (or unset)")
+        resnet9_only = {
+            "activation": "relu",
+            "pool_before_bn": False,
+            "freeze_bn_scale": False,
+            "ghost_bn_splits": 1,
+            "whiten_prep": False,
+        }
+        for name, plain in resnet9_only.items():
+            _require(
+                self.model == "resnet9" or getattr(self, name) == plain,
+                name,
+                getattr(self, name),
+                f"{plain!r}: it is a switch of ResNet9, not of {self.model}",
+            )
+        for name in ("bn_bias_lr_scale", "bn_bias_wd_scale"):
+            _require(
+                self.optimizer != "adam" or getattr(self, name) == 1.0,
+                name,
+                getattr(self, name),
+                "1.0 with adam (the scales are for the SGD optimizers)",
+            )
+        _require(self.lr_hold_epochs >= 0, "lr_hold_epochs", self.lr_hold_epochs, "a number >= 0")
+        knots = self.lr_knots[0] if self.lr_schedule == "piecewise_linear" else ()
+        _require(
+            all(b > a for a, b in zip(knots, knots[1:])),
+            "lr_hold_epochs" if self.lr_hold_epochs else "warmup_epochs",
+            self.lr_hold_epochs or self.warmup_epochs,
+            f"a warm-up and hold that leave room for the decay in {self.epochs} epochs",
+        )
 
     @classmethod
     def from_recipe(cls, recipe: str = "page24", **settings) -> TrainConfig:
@@ -225,13 +315,27 @@ class TrainConfig:
 
     @property
     def lr_knots(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(epochs, values) of the piecewise-linear learning rate.
+        """(epochs, values) of the piecewise-linear learning rate: 0 at the start, peak_lr
+        after the warm-up, min_lr lr_hold_epochs before the end, and held there.
 
-        The recipe's knots are (0, 0), (5, 0.4), (24, 0). Shorter runs keep the peak at the
-        same fraction of training (5/24), so a quick 2-epoch run still warms up and decays.
+        page24's knots are (0, 0), (5, 0.4), (24, 0). The warm-up and the hold are in epochs
+        of the recipe's own length (24 for page24): shorter runs keep them at the same
+        fraction of training (5/24), so a quick 2-epoch run still warms up and decays.
         """
-        peak_epoch = min(self.warmup_epochs, self.warmup_epochs * self.epochs / RECIPE_EPOCHS)
-        return (0.0, peak_epoch, float(self.epochs)), (0.0, self.peak_lr, 0.0)
+        reference = RECIPES[self.recipe].defaults.get("epochs", RECIPE_EPOCHS)
+        if callable(reference):  # a recipe whose length depends on other settings
+            reference = self.epochs
+        shorter = min(1.0, self.epochs / reference)
+        peak_epoch = self.warmup_epochs * shorter
+        if not self.lr_hold_epochs:
+            return (0.0, peak_epoch, float(self.epochs)), (0.0, self.peak_lr, self.min_lr)
+        decay_end = self.epochs - self.lr_hold_epochs * shorter
+        return (0.0, peak_epoch, decay_end, float(self.epochs)), (
+            0.0,
+            self.peak_lr,
+            self.min_lr,
+            self.min_lr,
+        )
 
 
 def _require(condition: bool, name: str, value, allowed: str) -> None:

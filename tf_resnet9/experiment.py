@@ -106,10 +106,12 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
         backends.make_deterministic(config.jit)
     keras.utils.set_random_seed(config.seed)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr)
+    steps = builders.build_steps(config, run.precision, lr, x_train)
     progress = None
     if checkpoint is not None:
-        progress = checkpoints.restore(checkpoint, config, steps.model, steps.optimizer)
+        progress = checkpoints.restore(
+            checkpoint, config, steps.model, steps.optimizer, steps.ema_variables
+        )
         if checkpoint.epoch >= config.epochs:
             raise ConfigError("resume", True, f"{checkpoint.path}: the run is already complete.")
         print(f"resuming from {checkpoint.path} (epoch {checkpoint.epoch})", file=out)
@@ -152,6 +154,7 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
         (*_run_callbacks(config, run, names, workdir, steps, progress, out), *callbacks),
         progress,
     )
+    steps.keep_evaluated_weights()
     per_class = _per_class_accuracy(fitted.evaluation.confusion)
 
     images_trained = config.epochs * run.steps_per_epoch * config.batch_size
@@ -204,7 +207,12 @@ def _run_callbacks(config, run, names, workdir, steps, progress, out):
     if workdir is not None:
         callbacks.append(
             checkpoints.Checkpointer(
-                workdir, config, steps.optimizer, config.keep_checkpoints, progress
+                workdir,
+                config,
+                steps.optimizer,
+                config.keep_checkpoints,
+                progress,
+                steps.ema_variables,
             )
         )
         if config.tensorboard and importlib.util.find_spec(backends.SUMMARY_PACKAGE) is None:

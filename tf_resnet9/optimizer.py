@@ -29,6 +29,8 @@ class NesterovSGD(keras.optimizers.Optimizer):
         momentum: Nesterov momentum in [0, 1).
         weight_decay: L2 coefficient added to the gradient (mean-loss units).
         name: Optimizer name.
+        bn_bias_scales: (lr factor, weight-decay factor) for BatchNorm's biases (the
+            variables named "beta"); Page's faster recipe uses (64, 1/64).
         **kwargs: Passed to `keras.optimizers.Optimizer` (e.g. gradient clipping).
     """
 
@@ -40,6 +42,7 @@ class NesterovSGD(keras.optimizers.Optimizer):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         name: str = "nesterov_sgd",
+        bn_bias_scales: tuple[float, float] = (1.0, 1.0),
         **kwargs,
     ):
         # Keras' own `weight_decay` is decoupled; ours must not reach the base class.
@@ -50,17 +53,22 @@ class NesterovSGD(keras.optimizers.Optimizer):
             raise ValueError(f"weight_decay={weight_decay!r} is invalid: expected a number >= 0.")
         self.momentum = momentum
         self.l2 = weight_decay
+        self.bn_bias_scales = tuple(float(x) for x in bn_bias_scales)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
         self.velocities = self.add_optimizer_variables(variables, "velocity")
+        self._scales = [
+            self.bn_bias_scales if variable.name == "beta" else (1.0, 1.0) for variable in variables
+        ]
 
     def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
+        lr_scale, l2_scale = self._scales[self._get_variable_index(variable)]
+        lr = ops.cast(learning_rate, variable.dtype) * lr_scale
         momentum = ops.cast(self.momentum, variable.dtype)
-        l2 = ops.cast(self.l2, variable.dtype)
+        l2 = ops.cast(self.l2 * l2_scale, variable.dtype)
         velocity = self.velocities[self._get_variable_index(variable)]
         step = ops.multiply(-lr, ops.cast(gradient, variable.dtype) + l2 * variable)  # d
         new_velocity = momentum * velocity + step
@@ -69,7 +77,13 @@ class NesterovSGD(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"momentum": self.momentum, "weight_decay": self.l2})
+        config.update(
+            {
+                "momentum": self.momentum,
+                "weight_decay": self.l2,
+                "bn_bias_scales": list(self.bn_bias_scales),
+            }
+        )
         return config
 
 

@@ -53,6 +53,13 @@ class CompiledSteps:
         grad_norms: Compute each step's gradient norm per layer group (for logging); with
             False the norms have no columns (`grad_groups` is empty).
         cutout: Device augmentation (`device_steps`) cuts out a square.
+        label_smoothing: Train on targets (1 - s) one-hot + s / classes (the training
+            loss reported is this loss; the evaluation's is plain cross-entropy).
+        tta_flip: Evaluate on the mean of the logits of each image and its mirror image.
+        ema: (momentum, every) for an exponential moving average of every model variable
+            (weights and BatchNorm statistics), which evaluation then uses: after every
+            `every`-th update, ema = momentum**every * ema + (1 - momentum**every) * value,
+            starting from the initial values (Page: (0.99, 5)). None: no average.
     """
 
     def __init__(
@@ -62,13 +69,32 @@ class CompiledSteps:
         jit: bool,
         grad_norms: bool = True,
         cutout: bool = True,
+        label_smoothing: float = 0.0,
+        tta_flip: bool = False,
+        ema: tuple[float, int] | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
         self.cutout = cutout
+        self.label_smoothing = label_smoothing
+        self.tta_flip = tta_flip
+        self.ema = ema
         optimizer.build(model.trainable_variables)
+        # The average, then the count of updates; kept with the weights between calls.
+        self.ema_variables = []
+        if ema is not None:
+            self.ema_variables = [
+                # A copy: TensorFlow's variable made from another's value aliases it.
+                keras.Variable(ops.convert_to_numpy(v), trainable=False, name=f"ema_{i}")
+                for i, v in enumerate(model.trainable_variables + model.non_trainable_variables)
+            ] + [keras.Variable(0, dtype="int32", trainable=False, name="ema_updates")]
         self._state = backends.TrainingState(
-            (model.trainable_variables, model.non_trainable_variables, optimizer.variables),
+            (
+                model.trainable_variables,
+                model.non_trainable_variables,
+                optimizer.variables,
+                self.ema_variables,
+            ),
             optimizer,
         )
         paths = [variable.path for variable in model.trainable_variables] if grad_norms else []
@@ -87,6 +113,14 @@ class CompiledSteps:
         """Leaves `state` in the Keras variables (to save or inspect the model)."""
         self._state.finish(state)
 
+    def keep_evaluated_weights(self) -> None:
+        """Puts the values evaluation uses (the average, with `ema`) into the model's
+        variables, so that the saved model is the one whose accuracy was reported."""
+        trainable, non_trainable = self.evaluated_values(self._state.initial())
+        model_variables = self.model.trainable_variables + self.model.non_trainable_variables
+        for variable, value in zip(model_variables, trainable + non_trainable):
+            variable.assign(ops.convert_to_numpy(value))
+
     def run_discarding_updates(self, step_fn, *args):
         """Calls step_fn(state, *args) and leaves the state as it was (to compile step_fn)."""
         return self._state.run_discarding_updates(step_fn, *args)
@@ -95,7 +129,7 @@ class CompiledSteps:
         logits, non_trainable = self.model.stateless_call(
             trainable, non_trainable, images, training=True
         )
-        loss = ops.mean(cross_entropy(labels, logits))
+        loss = ops.mean(cross_entropy(labels, logits, self.label_smoothing))
         to_differentiate = loss
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             # float16: scale the loss up so small gradients survive; the update scales back.
@@ -105,12 +139,36 @@ class CompiledSteps:
         return to_differentiate, (loss, logits, non_trainable)
 
     def _step(self, state, images, labels):
-        trainable, non_trainable, optimizer_values = self._state.values(state)
+        trainable, non_trainable, optimizer_values, extra = self._state.values(state)
         (_, (loss, logits, non_trainable)), grads = self._loss_and_grads(
             trainable, non_trainable, optimizer_values, images, labels
         )
         correct = ops.sum(ops.cast(ops.argmax(logits, axis=-1) == labels, "int32"))
-        return self._state.apply(state, grads, non_trainable), loss, correct, self._norms(grads)
+        state = self._state.apply(state, grads, non_trainable, extra)
+        if self.ema is not None:
+            state = self._update_ema(state)
+        return state, loss, correct, self._norms(grads)
+
+    def _update_ema(self, state):
+        """The average moved towards the values after this update, if it is an `every`-th."""
+        momentum, every = self.ema
+        trainable, non_trainable, _, extra = self._state.values(state)
+        averages, updates = extra[:-1], extra[-1] + 1
+        due = updates % every == 0
+        rho = momentum**every
+        averages = [
+            ops.where(due, rho * average + (1.0 - rho) * ops.cast(value, average.dtype), average)
+            for average, value in zip(averages, trainable + non_trainable)
+        ]
+        return self._state.with_extra(state, [*averages, updates])
+
+    def evaluated_values(self, state) -> tuple[list, list]:
+        """(trainable, non-trainable) values evaluation uses: the average, with `ema`."""
+        trainable, non_trainable, _, extra = self._state.values(state)
+        if self.ema is None:
+            return trainable, non_trainable
+        averages = extra[:-1]
+        return averages[: len(trainable)], averages[len(trainable) :]
 
     def _norms(self, grads):
         """L2 norm of the gradient of each layer group (of the scaled loss under float16):
@@ -182,10 +240,14 @@ class CompiledSteps:
             labels: int32 (B,).
             weights: float32 (B,): 1 for real images, 0 for padding.
         """
-        trainable, non_trainable, _ = self._state.values(state)
-        logits, _ = self.model.stateless_call(
-            trainable, non_trainable, augment.normalize(images), training=False
-        )
+        trainable, non_trainable = self.evaluated_values(state)
+        images = augment.normalize(images)
+        logits, _ = self.model.stateless_call(trainable, non_trainable, images, training=False)
+        if self.tta_flip:
+            mirrored, _ = self.model.stateless_call(
+                trainable, non_trainable, ops.flip(images, axis=2), training=False
+            )
+            logits = (ops.cast(logits, "float32") + ops.cast(mirrored, "float32")) / 2.0
         classes = logits.shape[-1]
         truth = ops.one_hot(labels, classes) * weights[:, None]  # (B, C)
         predicted = ops.one_hot(ops.argmax(logits, axis=-1), classes)
@@ -199,8 +261,13 @@ class CompiledSteps:
         )
 
 
-def cross_entropy(labels, logits):
-    """Softmax cross-entropy per example, in float32."""
-    return keras.losses.sparse_categorical_crossentropy(
-        labels, ops.cast(logits, "float32"), from_logits=True
+def cross_entropy(labels, logits, label_smoothing: float = 0.0):
+    """Softmax cross-entropy per example, in float32, against targets
+    (1 - label_smoothing) one-hot + label_smoothing / classes."""
+    logits = ops.cast(logits, "float32")
+    if not label_smoothing:
+        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    targets = ops.one_hot(labels, logits.shape[-1])
+    return keras.losses.categorical_crossentropy(
+        targets, logits, from_logits=True, label_smoothing=label_smoothing
     )

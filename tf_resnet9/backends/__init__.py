@@ -19,9 +19,12 @@ in `keras.ops`. This package picks the module for the active Keras backend; both
     make_deterministic(jit)   every op deterministic from now on (raises where it cannot be)
     TrainingState(groups, optimizer)
                               where the weights live between compiled calls, for the
-                              (trainable, non-trainable, optimizer) variable groups:
-                              initial(), values(state), apply(state, grads, non_trainable),
-                              finish(state), run_discarding_updates(step_fn, *args)
+                              (trainable, non-trainable, optimizer, extra) variable groups
+                              (extra: what the steps keep besides, e.g. an EMA of the
+                              weights): initial(), values(state), apply(state, grads,
+                              non_trainable, extra), with_extra(state, extra),
+                              finish(state),
+                              run_discarding_updates(step_fn, *args)
     summary_writer(logdir)    a TensorBoard event file writer: scalar(name, value, step),
                               image(name, rgb_uint8_hwc, step), histogram(name, values,
                               step), flush(), close(); tf.summary on TensorFlow (needs

@@ -77,7 +77,7 @@ class TrainingState:
     """
 
     def __init__(self, groups, optimizer):
-        self.groups = groups  # (trainable, non-trainable, optimizer) variables
+        self.groups = groups  # (trainable, non-trainable, optimizer, extra) variables
         self.optimizer = optimizer
 
     def initial(self):
@@ -86,12 +86,16 @@ class TrainingState:
     def values(self, state):
         return state
 
-    def apply(self, state, grads, non_trainable):
-        trainable, _, optimizer_values = state
+    def apply(self, state, grads, non_trainable, extra):
+        trainable, _, optimizer_values, _ = state
         trainable, optimizer_values = self.optimizer.stateless_apply(
             optimizer_values, grads, trainable
         )
-        return trainable, non_trainable, optimizer_values
+        return trainable, non_trainable, optimizer_values, list(extra)
+
+    def with_extra(self, state, extra):
+        trainable, non_trainable, optimizer_values, _ = state
+        return trainable, non_trainable, optimizer_values, list(extra)
 
     def finish(self, state) -> None:
         for variables, values in zip(self.groups, state):

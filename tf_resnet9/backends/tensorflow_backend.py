@@ -79,7 +79,7 @@ class TrainingState:
     """
 
     def __init__(self, groups, optimizer):
-        self.groups = groups  # (trainable, non-trainable, optimizer) variables
+        self.groups = groups  # (trainable, non-trainable, optimizer, extra) variables
         self.optimizer = optimizer
 
     def initial(self):
@@ -88,9 +88,15 @@ class TrainingState:
     def values(self, state):
         return tuple([v.value for v in group] for group in self.groups)
 
-    def apply(self, state, grads, non_trainable):
+    def apply(self, state, grads, non_trainable, extra):
         self.optimizer.apply(grads, self.groups[0])
-        for variable, value in zip(self.groups[1], non_trainable):
+        for group, values in ((self.groups[1], non_trainable), (self.groups[3], extra)):
+            for variable, value in zip(group, values):
+                variable.assign(value)
+        return state
+
+    def with_extra(self, state, extra):
+        for variable, value in zip(self.groups[3], extra):
             variable.assign(value)
         return state
 

@@ -1,0 +1,203 @@
+"""The switches of Page's faster recipe (`--recipe page10`), each against its formula or a
+plain Keras equivalent: ghost BatchNorm, CELU, the whitening filter, the EMA, flip
+test-time augmentation, label smoothing, the BatchNorm-bias learning rate and decay, the
+layer order; and the preset itself."""
+
+import io
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from tests.cifar_files import fake_cifar10, write_folder
+from tf_resnet9 import augment, whitening
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.experiment import train_and_evaluate
+from tf_resnet9.inputs import EvalSet, evaluate
+from tf_resnet9.layers import CELU, GhostBatchNorm
+from tf_resnet9.model import BN_EPSILON, BN_MOMENTUM, resnet9
+from tf_resnet9.optimizer import NesterovSGD
+from tf_resnet9.steps import CompiledSteps, cross_entropy
+
+RNG = np.random.default_rng(0)
+
+
+def numpy_of(x):
+    return ops.convert_to_numpy(x)
+
+
+def test_ghost_batchnorm_is_plain_batchnorm_on_each_split():
+    x = RNG.normal(1.0, 2.0, size=(8, 4, 4, 3)).astype("float32")
+    ghost = GhostBatchNorm(4, momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+    out = numpy_of(ghost(x, training=True))
+    per_split = []
+    for part in np.split(x, 4):
+        plain = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+        per_split.append(numpy_of(plain(part, training=True)))
+    # The same float32 reductions over 2 x 4 x 4 values: round-off of a few ulp.
+    np.testing.assert_allclose(out, np.concatenate(per_split), rtol=1e-5, atol=1e-5)
+    # Running statistics: one step from (0, 1) towards the mean over the splits of their
+    # (biased) statistics.
+    parts = x.reshape(4, 2, 4, 4, 3)
+    mean = parts.mean(axis=(1, 2, 3)).mean(axis=0)
+    variance = parts.var(axis=(1, 2, 3)).mean(axis=0)
+    np.testing.assert_allclose(numpy_of(ghost.moving_mean), 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(numpy_of(ghost.moving_variance), 0.9 + 0.1 * variance, rtol=1e-5)
+    # Inference normalises with those running statistics, as BatchNormalization does.
+    expected = (x - numpy_of(ghost.moving_mean)) / np.sqrt(
+        numpy_of(ghost.moving_variance) + BN_EPSILON
+    )
+    np.testing.assert_allclose(numpy_of(ghost(x, training=False)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ghost_batchnorm_refuses_a_batch_it_cannot_split():
+    with pytest.raises(ValueError, match="a batch of 6 is invalid"):
+        GhostBatchNorm(4)(np.zeros((6, 2, 2, 1), "float32"), training=True)
+
+
+def test_celu_formula():
+    x = np.linspace(-3, 3, 13).astype("float32")
+    expected = np.maximum(0, x) + np.minimum(0, 0.3 * (np.exp(x / 0.3) - 1))
+    np.testing.assert_allclose(numpy_of(CELU(0.3)(x)), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_the_whitening_filter_whitens_the_patches():
+    # Correlated channels and neighbouring pixels, like images: smoothed noise mixed.
+    noise = RNG.normal(size=(200, 34, 34, 3))
+    smooth = (noise[:, 1:-1, 1:-1] + noise[:, 2:, 1:-1] + noise[:, 1:-1, 2:]) / 3
+    images = smooth @ np.array([[1.0, 0.5, 0.2], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    kernel = whitening.whitening_kernel(images.astype("float32"))
+    assert kernel.shape == (3, 3, 3, 27)
+    values, _ = whitening.eigen(images.astype("float32"))
+    filtered = whitening.patches(images.astype("float32")) @ kernel.reshape(27, 27)
+    second_moments = filtered.T @ filtered / (len(filtered) - 1)
+    # Exactly diag(lambda / (lambda + eps)) in exact arithmetic: the float32 kernel
+    # (relative 6e-8 per entry) over 27-term dot products leaves ~1e-6.
+    np.testing.assert_allclose(
+        second_moments, np.diag(values / (values + whitening.EPS)), rtol=0, atol=1e-5
+    )
+    # Within 2% of the identity wherever the patches vary by more than 0.5.
+    strong = values > 0.5
+    np.testing.assert_allclose(np.diag(second_moments)[strong], 1.0, atol=0.02)
+
+
+def test_the_whitening_prep_is_fixed_and_followed_by_a_1x1_convolution():
+    kernel = RNG.normal(size=(3, 3, 3, 27)).astype("float32")
+    model = resnet9(width=0.125, whitening=kernel)
+    whiten = model.get_layer("prep_whiten")
+    assert not whiten.trainable
+    assert all(v is not whiten.kernel for v in model.trainable_variables)
+    np.testing.assert_array_equal(numpy_of(whiten.kernel), kernel)
+    assert tuple(model.get_layer("prep_conv").kernel.shape) == (1, 1, 27, 8)
+
+
+def test_layer_order_and_frozen_scale():
+    model = resnet9(width=0.125, pool_before_bn=True, freeze_bn_scale=True, activation="celu")
+    names = [layer.name for layer in model.layers]
+    assert names.index("layer1_pool") == names.index("layer1_conv") + 1
+    assert names.index("layer1_bn") == names.index("layer1_pool") + 1
+    assert not any(v.name == "gamma" for v in model.variables)  # scale fixed at 1
+    assert isinstance(model.get_layer("layer1_celu"), CELU)
+    plain = [layer.name for layer in resnet9(width=0.125).layers]
+    assert plain.index("layer1_pool") == plain.index("layer1_relu") + 1  # the recipe's order
+
+
+def test_label_smoothing_is_the_formula():
+    logits = RNG.normal(size=(5, 10)).astype("float32")
+    labels = RNG.integers(0, 10, 5)
+    log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    targets = np.full((5, 10), 0.2 / 10) + 0.8 * np.eye(10)[labels]
+    expected = -(targets * log_p).sum(axis=-1)
+    np.testing.assert_allclose(numpy_of(cross_entropy(labels, logits, 0.2)), expected, rtol=1e-5)
+
+
+def test_bn_biases_get_their_own_lr_and_decay():
+    beta = keras.Variable(np.array([1.0, -1.0], "float32"), name="beta")
+    kernel = keras.Variable(np.array([1.0, -1.0], "float32"), name="kernel")
+    optimizer = NesterovSGD(0.1, momentum=0.9, weight_decay=5e-4, bn_bias_scales=(64, 1 / 64))
+    grad = np.array([0.5, 0.25], "float32")
+    optimizer.apply_gradients([(grad, beta), (grad, kernel)])
+    w = np.array([1.0, -1.0])
+    # First step from v = 0: w - (1 + momentum) lr (g + wd w), with lr x64 and wd / 64.
+    np.testing.assert_allclose(numpy_of(beta), w - 1.9 * 6.4 * (grad + 5e-4 / 64 * w), rtol=1e-6)
+    np.testing.assert_allclose(numpy_of(kernel), w - 1.9 * 0.1 * (grad + 5e-4 * w), rtol=1e-6)
+
+
+def small_steps(**options):
+    keras.utils.set_random_seed(0)
+    optimizer = NesterovSGD(0.05, momentum=0.9, weight_decay=5e-4)
+    return CompiledSteps(resnet9(width=0.0625), optimizer, jit=True, **options)
+
+
+def test_ema_after_k_updates_is_the_closed_form():
+    steps = small_steps(ema=(0.9, 2))
+    model_variables = steps.model.trainable_variables + steps.model.non_trainable_variables
+    initial = [numpy_of(v) for v in model_variables]
+    images = RNG.normal(size=(5, 1, 8, 32, 32, 3)).astype("float32")
+    labels = RNG.integers(0, 10, (5, 1, 8)).astype("int32")
+    state, after = steps.initial_state(), []
+    for k in range(5):  # one update per call: the weights after each, to check against
+        state, _ = steps.host_steps(state, images[k], labels[k])
+        steps.finish(state)
+        state = steps.initial_state()
+        after.append([numpy_of(v) for v in model_variables])
+    # Moved after updates 2 and 4 by rho = 0.9**2: ema = rho^2 w0 + (1-rho) (rho w2 + w4).
+    rho = 0.81
+    averages, _ = steps.evaluated_values(state)
+    averages += steps.evaluated_values(state)[1]
+    for got, w0, w2, w4 in zip(averages, initial, after[1], after[3]):
+        expected = rho**2 * w0 + (1 - rho) * (rho * w2 + w4)
+        # float32: a few ulp of values of order 1.
+        np.testing.assert_allclose(numpy_of(got), expected, rtol=1e-5, atol=1e-6)
+    assert int(numpy_of(steps.ema_variables[-1])) == 5
+
+
+def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror():
+    steps = small_steps(tta_flip=True)
+    images = RNG.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    labels = RNG.integers(0, 10, 8).astype(np.int32)
+    evaluation = evaluate(steps, steps.initial_state(), EvalSet.build(images, labels, 8))
+    x = numpy_of(augment.normalize(images))
+    logits = (steps.model.predict(x, verbose=0) + steps.model.predict(x[:, :, ::-1], verbose=0)) / 2
+    log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    expected_loss = -log_p[np.arange(8), labels].mean()
+    # float32 forward passes, compiled vs. Keras predict: a few ulp of the loss.
+    np.testing.assert_allclose(evaluation.mean_loss, expected_loss, rtol=1e-5)
+    assert evaluation.accuracy == np.mean(logits.argmax(-1) == labels)
+
+
+def test_page10_sets_every_switch():
+    config = TrainConfig.from_recipe("page10")
+    assert config.lr_knots == ((0.0, 2.0, 8.0, 10.0), (0.0, 1.0, 0.1, 0.1))
+    assert (config.ghost_bn_splits, config.activation, config.celu_alpha) == (16, "celu", 0.3)
+    assert config.pool_before_bn and config.freeze_bn_scale and config.whiten_prep
+    assert (config.label_smoothing, config.logit_scale, config.cutout) == (0.2, 1 / 16, False)
+    assert (config.bn_bias_lr_scale, config.bn_bias_wd_scale) == (64.0, 1 / 64)
+    assert (config.ema_momentum, config.ema_every, config.tta_flip) == (0.99, 5, True)
+
+
+def test_a_page10_run_resumed_from_its_first_checkpoint_ends_the_same(tmp_path):
+    # The average, its update count and the whitening filter are in the checkpoint: a run
+    # resumed after epoch 1 ends with the numbers of the run that was not interrupted.
+    # 5 x 26 = 130 training images (4 steps of 32), 20 test images.
+    data_dir = write_folder(tmp_path, fake_cifar10(train_per_batch=26, test=20))
+    config = TrainConfig.from_recipe(
+        "page10",
+        epochs=2,
+        width=0.0625,
+        batch_size=32,
+        jit=False,
+        deterministic=True,
+        tensorboard=False,
+    )
+    workdir = tmp_path / "run"
+    whole = train_and_evaluate(config, data_dir, workdir, out=io.StringIO())
+    (workdir / "checkpoints" / "epoch-0002.npz").unlink()
+    resumed = train_and_evaluate(config, data_dir, workdir, out=io.StringIO(), resume=True)
+    assert resumed["resumed_from_epoch"] == 1
+    drop_times = [{k: v for k, v in r.items() if not k.endswith("_s")} for r in whole["epochs"]]
+    assert drop_times == [
+        {k: v for k, v in r.items() if not k.endswith("_s")} for r in resumed["epochs"]
+    ]
+    assert resumed["confusion_matrix"] == whole["confusion_matrix"]
