@@ -4,6 +4,8 @@ test-time augmentation, label smoothing, the BatchNorm-bias learning rate and de
 layer order; and the preset itself."""
 
 import io
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 from keras import ops
 
 from tests.cifar_files import fake_cifar10, write_folder
+from tests.commands import ROOT
 from tf_resnet9 import augment, whitening
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.experiment import train_and_evaluate
@@ -18,6 +21,7 @@ from tf_resnet9.inputs import EvalSet, evaluate
 from tf_resnet9.layers import CELU, GhostBatchNorm
 from tf_resnet9.model import BN_EPSILON, BN_MOMENTUM, resnet9
 from tf_resnet9.optimizer import NesterovSGD
+from tf_resnet9.resnets import cifar_resnet
 from tf_resnet9.steps import CompiledSteps, cross_entropy
 
 RNG = np.random.default_rng(0)
@@ -201,3 +205,22 @@ def test_a_page10_run_resumed_from_its_first_checkpoint_ends_the_same(tmp_path):
         {k: v for k, v in r.items() if not k.endswith("_s")} for r in resumed["epochs"]
     ]
     assert resumed["confusion_matrix"] == whole["confusion_matrix"]
+
+
+def test_saved_models_with_custom_layers_load_in_a_fresh_process(tmp_path):
+    # Keras finds a custom layer only once its module is imported: the loader imports them.
+    resnet9(width=0.0625, activation="celu", ghost_bn_splits=2).save(tmp_path / "a.keras")
+    cifar_resnet(8, width=0.25).save(tmp_path / "b.keras")  # option A's ZeroChannels
+    program = (
+        "import sys; from tf_resnet9 import predict\n"
+        "for path in sys.argv[1:]: print(predict.load_classifier(path)[1][0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, tmp_path / "a.keras", tmp_path / "b.keras"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["airplane", "airplane"]

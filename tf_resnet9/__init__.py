@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_dataset": "tf_resnet9.data",
     "class_names": "tf_resnet9.data",
     "inference_model": "tf_resnet9.export",
+    "load_model": "tf_resnet9.export",
     "preprocess": "tf_resnet9.augment",
     "TrainConfig": "tf_resnet9.config",
     "train_and_evaluate": "tf_resnet9.experiment",

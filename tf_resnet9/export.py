@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from tf_resnet9 import layers, resnets  # noqa: F401 (they register their layers with Keras)
 from tf_resnet9.augment import MEAN, STD
 from tf_resnet9.model import IMAGE_SHAPE
 from tf_resnet9.results import write_json_atomic
@@ -155,3 +156,11 @@ def _export_saved_model(inference: keras.Model, path: str) -> str:
     os.replace(partial, path)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """`keras.models.load_model(path, compile=False)` for a model tf_resnet9 saved
+    (`resnet9.keras`, `resnet20.keras`, `inference.keras`, ...): Keras finds the custom
+    layers such a model may hold (option A's `ZeroChannels`, `GhostBatchNorm`, `CELU`) only
+    once their modules are imported, as this one does."""
+    return keras.models.load_model(path, compile=False)

@@ -139,7 +139,7 @@ def load_classifier(path: str):
 
     try:
         # compile=False: the training model's optimizer and schedule are not needed.
-        model = keras.models.load_model(path, compile=False)
+        model = export.load_model(path)
     except Exception as e:  # Keras raises many kinds for a file that is not its format
         raise ModelError(f"could not load it as a Keras model: {_one_line(e)}") from None
     if (
