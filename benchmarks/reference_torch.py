@@ -1,9 +1,11 @@
 r"""The PyTorch reference of the parity tests, run as fast as PyTorch allows: the baseline.
 
     python -m benchmarks.reference_torch --data_dir $CIFAR10_DIR --seeds 5
+    python -m benchmarks.reference_torch --data_dir $CIFAR10_DIR --seeds 5 --recipe page10
 
 The network, optimizer (summed loss, lr inside the velocity), schedule and random draws are
-`reference.torch_recipe`; what this adds is speed: the training set on the GPU, augmentation
+`reference.torch_recipe` (`reference.torch_fast_recipe` with --recipe page10); what this
+adds is speed: the training set on the GPU, augmentation
 batched there, bf16 autocast, channels_last, cuDNN autotuning, and optionally
 `torch.compile`. Timing follows the same DAWNBench rules as `benchmarks.dawnbench` (warm-up
 before the clock, preprocessing inside it, evaluation excluded) and the JSON has the same
@@ -22,6 +24,7 @@ from absl import app, flags
 
 from benchmarks.report import write_report
 from benchmarks.runs import define_run_flags
+from reference import torch_fast_recipe as fast
 from reference import torch_recipe as reference
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config_flags import config_from_flags
@@ -32,6 +35,9 @@ from tf_resnet9.results import library_versions
 CONFIG_FLAGS = define_run_flags("reference_torch")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16"], "Unset: bfloat16 on a GPU.")
 flags.DEFINE_boolean("compile", False, "torch.compile the model.")
+flags.DEFINE_enum(
+    "recipe", "page24", ["page24", "page10"], "The 24-epoch recipe, or Page's faster one."
+)
 FLAGS = flags.FLAGS
 
 
@@ -45,18 +51,37 @@ class Run:
     epochs: int
     autocast: torch.dtype | None
     compile: bool
+    fast: bool = False  # Page's faster recipe (reference.torch_fast_recipe)
 
-    def build(self, seed: int):
+    def build(self, seed: int, x_train: np.ndarray):
+        """The model and its forward function; the whitening filter (faster recipe) from
+        the training images, before the clock as in the package."""
         torch.manual_seed(seed)
-        model = reference.ResNet9(self.width).to(self.device, memory_format=torch.channels_last)
+        if self.fast:
+            filters = fast.whitening_filters(reference.normalise(x_train))
+            model = fast.FastResNet9(filters, self.width)
+        else:
+            model = reference.ResNet9(self.width)
+        model = model.to(self.device, memory_format=torch.channels_last)
         forward = torch.compile(model) if self.compile else model
         return model, forward
 
+    def optimizer(self, model):
+        parameters = fast.param_groups(model) if self.fast else model.parameters()
+        return reference.RecipeSGD(parameters)
+
+    def lr(self, k: int, steps: int) -> float:
+        """The learning rate of update k (1-based): the recipe's, interp(k / steps)."""
+        if self.fast:
+            return fast.lr_at(k, steps, self.epochs)
+        knots = TrainConfig(epochs=self.epochs).lr_knots
+        return float(np.interp(k / steps, *knots))
+
     def step(self, model, forward, optimizer, images, labels, lr):
-        reference.set_lr(optimizer, lr, self.batch_size)
+        (fast if self.fast else reference).set_lr(optimizer, lr, self.batch_size)
         with torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None):
             logits = forward(images.contiguous(memory_format=torch.channels_last))
-        loss = reference.summed_loss(logits.float(), labels)
+        loss = (fast if self.fast else reference).summed_loss(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -70,7 +95,8 @@ class Run:
             torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None),
         ):
             for start in range(0, len(images), self.batch_size):
-                logits = forward(images[start : start + self.batch_size])
+                batch = images[start : start + self.batch_size]
+                logits = fast.tta_logits(forward, batch) if self.fast else forward(batch)
                 correct += (logits.argmax(-1) == labels[start : start + self.batch_size]).sum()
         model.train()
         return correct.item() / len(images)
@@ -83,14 +109,13 @@ class Run:
         wall_start = time.perf_counter()
         (x_train, y_train), (x_test, y_test) = train, test
         steps = len(x_train) // self.batch_size
-        knots = TrainConfig(epochs=self.epochs).lr_knots
-        model, forward = self.build(seed)
+        model, forward = self.build(seed, x_train)
         initial = copy.deepcopy(model.state_dict())
 
         # Warm-up before the clock: cuDNN autotuning (and torch.compile) on random batches of
         # the real shapes, then the initial weights back and a fresh optimizer.
         compile_start = time.perf_counter()
-        warm_optimizer = reference.RecipeSGD(model.parameters())
+        warm_optimizer = self.optimizer(model)
         fake = torch.randn(self.batch_size, 3, 32, 32, device=self.device)
         fake_labels = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
         for _ in range(3):
@@ -105,7 +130,8 @@ class Run:
         labels = torch.from_numpy(y_train.astype(np.int64)).to(self.device)
         test_images = reference.normalise(x_test).to(self.device)
         test_labels = torch.from_numpy(y_test.astype(np.int64)).to(self.device)
-        optimizer = reference.RecipeSGD(model.parameters())
+        optimizer = self.optimizer(model)
+        ema = fast.EMA(model) if self.fast else None
         generator = torch.Generator().manual_seed(seed)
         eval_time, k, accuracy = 0.0, 0, 0.0
         for _ in range(self.epochs):
@@ -120,12 +146,18 @@ class Run:
             for s in range(steps):
                 k += 1
                 step_draws = reference.Draws(*(d[s] for d in draws))
-                images = reference.batched_augment(padded[order[s]], step_draws)
-                lr = float(np.interp(k / steps, *knots))  # the recipe: interp(k / steps)
-                self.step(model, forward, optimizer, images, labels[order[s]], lr)
+                images = reference.batched_augment(
+                    padded[order[s]], step_draws, cutout=not self.fast
+                )
+                self.step(model, forward, optimizer, images, labels[order[s]], self.lr(k, steps))
+                if ema is not None:
+                    ema.update(model, k)
             self.sync()
             eval_start = time.perf_counter()
-            accuracy = self.evaluate(model, forward, test_images, test_labels)
+            if ema is None:
+                accuracy = self.evaluate(model, forward, test_images, test_labels)
+            else:  # the average is evaluated (uncompiled: it is another module)
+                accuracy = self.evaluate(ema.model, ema.model, test_images, test_labels)
             eval_time += time.perf_counter() - eval_start
         training_time = time.perf_counter() - clock_start - eval_time
         return {
@@ -151,7 +183,8 @@ def main(argv):
     torch.backends.cudnn.benchmark = True  # autotune convolutions (done in the warm-up)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = FLAGS.precision or ("bfloat16" if device.type == "cuda" else "float32")
-    config = config_from_flags(CONFIG_FLAGS)  # validates them as the package does
+    # Validated as the package does; the recipe's defaults (10 epochs for page10).
+    config = config_from_flags(CONFIG_FLAGS, recipe=FLAGS.recipe)
     run = Run(
         device,
         config.width,
@@ -159,6 +192,7 @@ def main(argv):
         config.epochs,
         torch.bfloat16 if precision == "bfloat16" else None,
         FLAGS.compile,
+        FLAGS.recipe == "page10",
     )
     (x_train, y_train), (x_test, y_test) = load_cifar10(FLAGS.data_dir)
     # The same subsets as `python -m tf_resnet9.train` takes with these flags.
@@ -178,6 +212,7 @@ def main(argv):
     config = {name: getattr(config, name) for name in CONFIG_FLAGS} | {
         "precision": precision,
         "compile": FLAGS.compile,
+        "recipe": FLAGS.recipe,
     }
     write_report(
         "reference_torch", f"PyTorch reference on {record['name']}", runs, record, config, FLAGS.out

@@ -208,7 +208,7 @@ def augment(padded: torch.Tensor, draws: Draws) -> torch.Tensor:
     return out
 
 
-def batched_augment(padded: torch.Tensor, draws: Draws) -> torch.Tensor:
+def batched_augment(padded: torch.Tensor, draws: Draws, cutout: bool = True) -> torch.Tensor:
     """`augment` for a whole batch at once, on the batch's device (the GPU baseline's).
 
     Args:
@@ -216,8 +216,8 @@ def batched_augment(padded: torch.Tensor, draws: Draws) -> torch.Tensor:
         draws: One draw per image, on the same device.
 
     Returns:
-        (B, C, 32, 32): cropped at (crop_y, crop_x), mirrored where flip is 1, and an 8x8
-        square from (cutout_y, cutout_x) set to 0.
+        (B, C, 32, 32): cropped at (crop_y, crop_x), mirrored where flip is 1, and (with
+        `cutout`) an 8x8 square from (cutout_y, cutout_x) set to 0.
     """
     offsets = torch.arange(CROP, device=padded.device)
     rows = draws.crop_y[:, None] + offsets  # (B, 32)
@@ -225,6 +225,8 @@ def batched_augment(padded: torch.Tensor, draws: Draws) -> torch.Tensor:
     cols = torch.where(draws.flip[:, None].bool(), cols.flip(1), cols)  # mirror = read backwards
     batch = torch.arange(padded.shape[0], device=padded.device)[:, None, None]
     images = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B,32,32,C)
+    if not cutout:
+        return images.permute(0, 3, 1, 2)
     in_rows = (offsets >= draws.cutout_y[:, None]) & (offsets < draws.cutout_y[:, None] + CUTOUT)
     in_cols = (offsets >= draws.cutout_x[:, None]) & (offsets < draws.cutout_x[:, None] + CUTOUT)
     square = in_rows[:, :, None, None] & in_cols[:, None, :, None]

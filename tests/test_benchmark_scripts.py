@@ -77,6 +77,15 @@ class TestReferenceTorch:
         check_report(report, "reference_torch")
         assert report["config"]["precision"] == "float32"  # the CPU default
 
+    def test_runs_the_faster_recipe(self, data_dir, tmp_path):
+        out = tmp_path / "fast.json"
+        args = ["--data_dir", data_dir, "--out", out, "--recipe", "page10", *TINY]
+        result = run_module("benchmarks.reference_torch", *args)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(out.read_text())
+        check_report(report, "reference_torch")
+        assert report["config"]["recipe"] == "page10"
+
     def test_batched_augment_equals_the_reference_image_by_image(self):
         from reference import torch_recipe as reference
 
