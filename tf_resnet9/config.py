@@ -255,6 +255,7 @@ class TrainConfig:
             "optimizer",
             "lr_schedule",
             "pad",
+            "activation",
             "precision",
             "augment",
             "plateau_monitor",
