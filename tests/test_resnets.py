@@ -86,3 +86,14 @@ def test_width_and_logit_scale():
     )
     assert "logits" not in [layer.name for layer in cifar_resnet(20).layers]  # the paper's
     assert resnet18_cifar(width=0.25).get_layer("stage4_block2_2_conv").kernel.shape[-1] == 128
+
+
+def test_gradient_norms_are_logged_per_stage():
+    # The layer groups TensorBoard logs the gradient norms of (tf_resnet9.steps.layer_group).
+    from tf_resnet9.optimizer import MomentumSGD
+    from tf_resnet9.steps import CompiledSteps
+
+    steps = CompiledSteps(cifar_resnet(8, width=0.25), MomentumSGD(0.1), jit=False)
+    assert steps.grad_groups == ("stem", "stage1", "stage2", "stage3", "dense")
+    steps = CompiledSteps(resnet18_cifar(width=0.0625), MomentumSGD(0.1), jit=False)
+    assert steps.grad_groups == ("stem", "stage1", "stage2", "stage3", "stage4", "dense")
