@@ -184,6 +184,8 @@ def test_page10_sets_every_switch():
 def test_a_page10_run_resumed_from_its_first_checkpoint_ends_the_same(tmp_path):
     # The average, its update count and the whitening filter are in the checkpoint: a run
     # resumed after epoch 1 ends with the numbers of the run that was not interrupted.
+    # With XLA (the default): TensorFlow's deterministic mode without it is process-wide and
+    # refuses XLA's max-pool gradients in every later test.
     # 5 x 26 = 130 training images (4 steps of 32), 20 test images.
     data_dir = write_folder(tmp_path, fake_cifar10(train_per_batch=26, test=20))
     config = TrainConfig.from_recipe(
@@ -191,7 +193,6 @@ def test_a_page10_run_resumed_from_its_first_checkpoint_ends_the_same(tmp_path):
         epochs=2,
         width=0.0625,
         batch_size=32,
-        jit=False,
         deterministic=True,
         tensorboard=False,
     )
