@@ -90,11 +90,11 @@ def data_dir(tmp_path_factory):
 
 # Narrow, 3 steps, no XLA (its compile is the cost here; the first CLI test compiles with
 # it): what is tested is that each pair runs and records what it resolved. ResNet-56 and
-# -110 differ from ResNet-20 only in blocks per stage (tests/test_resnets.py builds them).
+# -110 differ from ResNet-20 only in blocks per stage (tests/test_resnets.py builds them);
+# page10 runs end to end in tests/test_fast_recipe.py.
 PAIRS = [
     ("resnet20", "he2016", ["--val_split", "40"]),
     ("resnet18", "adam_plateau", ["--val_split", "40", "--plateau_monitor", "val_loss"]),
-    ("resnet9", "page10", ["--val_split", "40"]),
 ]
 
 
