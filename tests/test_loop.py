@@ -28,8 +28,10 @@ def test_a_learning_rate_set_by_a_callback_is_the_one_the_next_epoch_uses():
     keras.utils.set_random_seed(0)
     # No momentum and no decay: with lr 0 an update leaves the weights exactly as they are.
     optimizer = NesterovSGD(0.05, momentum=0.0, weight_decay=0.0)
-    # Uncompiled (quicker here): on JAX the state is threaded through the steps either way.
-    steps = CompiledSteps(resnet9(width=0.0625), optimizer, jit=False, grad_norms=False)
+    # XLA where it is the quicker here (JAX: 27 s against 47 s without; TensorFlow: 5 s
+    # without). On JAX the learning rate is in the state threaded through the steps.
+    jit = keras.backend.backend() == "jax"
+    steps = CompiledSteps(resnet9(width=0.0625), optimizer, jit=jit, grad_norms=False)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 32, 32, 3), np.uint8)
     labels = rng.integers(0, 10, 64)
