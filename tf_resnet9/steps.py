@@ -116,6 +116,8 @@ class CompiledSteps:
     def keep_evaluated_weights(self) -> None:
         """Puts the values evaluation uses (the average, with `ema`) into the model's
         variables, so that the saved model is the one whose accuracy was reported."""
+        if self.ema is None:
+            return  # evaluation uses the variables' own values
         trainable, non_trainable = self.evaluated_values(self._state.initial())
         model_variables = self.model.trainable_variables + self.model.non_trainable_variables
         for variable, value in zip(model_variables, trainable + non_trainable):
@@ -139,12 +141,12 @@ class CompiledSteps:
         return to_differentiate, (loss, logits, non_trainable)
 
     def _step(self, state, images, labels):
-        trainable, non_trainable, optimizer_values, extra = self._state.values(state)
+        trainable, non_trainable, optimizer_values, _ = self._state.values(state)
         (_, (loss, logits, non_trainable)), grads = self._loss_and_grads(
             trainable, non_trainable, optimizer_values, images, labels
         )
         correct = ops.sum(ops.cast(ops.argmax(logits, axis=-1) == labels, "int32"))
-        state = self._state.apply(state, grads, non_trainable, extra)
+        state = self._state.apply(state, grads, non_trainable)
         if self.ema is not None:
             state = self._update_ema(state)
         return state, loss, correct, self._norms(grads)

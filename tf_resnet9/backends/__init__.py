@@ -22,8 +22,8 @@ in `keras.ops`. This package picks the module for the active Keras backend; both
                               (trainable, non-trainable, optimizer, extra) variable groups
                               (extra: what the steps keep besides, e.g. an EMA of the
                               weights): initial(), values(state), apply(state, grads,
-                              non_trainable, extra), with_extra(state, extra),
-                              finish(state),
+                              non_trainable) (extra unchanged), with_extra(state,
+                              extra), finish(state),
                               run_discarding_updates(step_fn, *args)
     summary_writer(logdir)    a TensorBoard event file writer: scalar(name, value, step),
                               image(name, rgb_uint8_hwc, step), histogram(name, values,

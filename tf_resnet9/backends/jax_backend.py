@@ -86,12 +86,12 @@ class TrainingState:
     def values(self, state):
         return state
 
-    def apply(self, state, grads, non_trainable, extra):
-        trainable, _, optimizer_values, _ = state
+    def apply(self, state, grads, non_trainable):
+        trainable, _, optimizer_values, extra = state
         trainable, optimizer_values = self.optimizer.stateless_apply(
             optimizer_values, grads, trainable
         )
-        return trainable, non_trainable, optimizer_values, list(extra)
+        return trainable, non_trainable, optimizer_values, extra
 
     def with_extra(self, state, extra):
         trainable, non_trainable, optimizer_values, _ = state

@@ -88,11 +88,10 @@ class TrainingState:
     def values(self, state):
         return tuple([v.value for v in group] for group in self.groups)
 
-    def apply(self, state, grads, non_trainable, extra):
+    def apply(self, state, grads, non_trainable):
         self.optimizer.apply(grads, self.groups[0])
-        for group, values in ((self.groups[1], non_trainable), (self.groups[3], extra)):
-            for variable, value in zip(group, values):
-                variable.assign(value)
+        for variable, value in zip(self.groups[1], non_trainable):
+            variable.assign(value)
         return state
 
     def with_extra(self, state, extra):
