@@ -47,11 +47,16 @@ class ZeroChannels(layers.Layer):
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, init: str, name: str, dtype):
+    if stride > 1 and kernel > 1:
+        # PyTorch's padding=kernel//2 on both sides. Keras' "same" with stride 2 on an even
+        # size pads 0 before and 1 after, which centres the windows on odd pixels, one pixel
+        # off the shortcut's x[::2, ::2] and off every PyTorch CIFAR ResNet.
+        x = layers.ZeroPadding2D(kernel // 2, dtype=dtype, name=f"{name}_pad")(x)
     x = layers.Conv2D(
         filters,
         kernel,
         strides=stride,
-        padding="same",
+        padding="same" if stride == 1 else "valid",
         use_bias=False,
         kernel_initializer=kernel_initializer(init),  # a fresh one per layer
         dtype=dtype,
