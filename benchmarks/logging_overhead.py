@@ -23,9 +23,9 @@ import tempfile
 from absl import app, flags
 
 from benchmarks.runs import define_run_flags
-from tf_resnet9.config_flags import config_from_flags
+from tf_resnet9.config.flags import config_from_flags
 from tf_resnet9.experiment import train_and_evaluate
-from tf_resnet9.results import write_json_atomic
+from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
 
 CONFIG_FLAGS = define_run_flags("logging_overhead", ("precision", "augment", "steps_per_call"))
 flags.DEFINE_integer("repeats", 3, "Runs of each way.", lower_bound=1)
@@ -55,11 +55,11 @@ def main(argv):
             with tempfile.TemporaryDirectory() as workdir:
                 results = train_and_evaluate(config, FLAGS.data_dir, workdir, out=output())
             measured[way].append(
-                {"images_per_s": results["images_per_s"], "wall_time_s": results["wall_time_s"]}
+                {"images_per_s": results.images_per_s, "wall_time_s": results.wall_time_s}
             )
             print(
-                f"{repeat + 1}/{FLAGS.repeats} {way}: {results['images_per_s']:,.0f} images/s, "
-                f"wall {results['wall_time_s']:.1f} s",
+                f"{repeat + 1}/{FLAGS.repeats} {way}: {results.images_per_s:,.0f} images/s, "
+                f"wall {results.wall_time_s:.1f} s",
                 flush=True,
             )
     base = statistics.median(run["images_per_s"] for run in measured["no logging"])
@@ -75,7 +75,7 @@ def main(argv):
         wall = summary[way]["median_wall_time_s"]
         print(f"{way:28s} {rate:9,.0f} images/s ({slower:+.1%} slower), wall {wall:.1f} s")
     stamp = datetime.datetime.now(datetime.timezone.utc)
-    out = FLAGS.out or f"benchmarks/results/logging_overhead-{stamp:%Y%m%d-%H%M%S}.json"
+    out = FLAGS.out or f"benchmarks/results/logging_overhead-{timestamp()}.json"
     write_json_atomic(
         out,
         {

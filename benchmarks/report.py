@@ -7,7 +7,7 @@ import datetime
 import statistics
 import sys
 
-from tf_resnet9.results import write_json_atomic
+from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
 
 TARGET_ACCURACY = 0.94
 
@@ -140,7 +140,7 @@ def write_report(
         "runs": runs,
     }
     print(format_table(title, runs, summary))
-    out = out or f"benchmarks/results/{benchmark}-{stamp:%Y%m%d-%H%M%S}.json"
+    out = out or f"benchmarks/results/{benchmark}-{timestamp()}.json"
     write_json_atomic(out, report)
     print(f"results: {out}")
     return report

@@ -11,7 +11,8 @@ from absl import flags
 
 from benchmarks.report import write_report
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.config_flags import define_config_flags
+from tf_resnet9.config.flags import define_config_flags
+from tf_resnet9.training.records import EpochRecord
 
 # Every run of benchmarks.dawnbench and benchmarks.reference_torch has these, besides "seed".
 RUN_FIELDS = (
@@ -48,17 +49,32 @@ def define_run_flags(benchmark: str, config_flags: tuple[str, ...] = ()) -> list
     return define_config_flags(only=SHARED_CONFIG_FLAGS + config_flags)
 
 
-def time_to_target(records: list[dict], target: float | None) -> float | None:
+def time_to_target(records: list[EpochRecord], target: float | None) -> float | None:
     """Training time (DAWNBench) at the end of the first epoch whose test accuracy reaches
     `target`; None if none does (or there is no target)."""
     if target is None:
         return None
-    return next((r["training_time_s"] for r in records if r["test_acc"] >= target), None)
+    return next((r.training_time_s for r in records if r.test_acc >= target), None)
+
+
+def each_seed(run: Callable[[int], dict]) -> list[dict]:
+    """`run(seed)` for the seeds of --seeds and --first_seed, a line printed after each:
+    the runs (each a dict with "seed" and `RUN_FIELDS`)."""
+    runs = []
+    for seed in range(flags.FLAGS.first_seed, flags.FLAGS.first_seed + flags.FLAGS.seeds):
+        result = {"seed": seed} | run(seed)
+        runs.append(result)
+        print(
+            f"seed {seed}: {result['test_accuracy']:.2%} in {result['training_time_s']:.2f} s "
+            f"(compile {result['compile_time_s']:.1f} s)",
+            flush=True,
+        )
+    return runs
 
 
 def run_seeds(benchmark: str, config_of_seed: Callable[[int], TrainConfig], target) -> dict:
-    """A whole `train_and_evaluate` run per seed of --seeds and --first_seed, each compiled
-    and warmed up before its clock; prints a line per run, then writes the report.
+    """A whole `train_and_evaluate` run per seed, each compiled and warmed up before its
+    clock; prints a line per run, then writes the report.
 
     Args:
         benchmark: The module's name under benchmarks/.
@@ -67,20 +83,17 @@ def run_seeds(benchmark: str, config_of_seed: Callable[[int], TrainConfig], targ
     """
     from tf_resnet9.experiment import train_and_evaluate  # starts Keras: not for --help
 
-    runs = []
-    for seed in range(flags.FLAGS.first_seed, flags.FLAGS.first_seed + flags.FLAGS.seeds):
+    def run(seed: int) -> dict:
         config = config_of_seed(seed)
         log = io.StringIO()  # the per-epoch tables would drown the summary
         results = train_and_evaluate(config, data_dir=flags.FLAGS.data_dir, out=log)
-        run = {"seed": seed} | {key: results[key] for key in RUN_FIELDS}
-        run["time_to_target_s"] = time_to_target(results["epochs"], target)
-        run["config"] = results["config"]
-        runs.append(run)
-        print(
-            f"seed {seed}: {run['test_accuracy']:.2%} in {run['training_time_s']:.2f} s "
-            f"(compile {run['compile_time_s']:.1f} s)",
-            flush=True,
-        )
+        return {key: getattr(results, key) for key in RUN_FIELDS} | {
+            "time_to_target_s": time_to_target(results.epochs, target),
+            "config": results.config,
+        }
+
+    runs = each_seed(run)
+    config = config_of_seed(runs[0]["seed"])
     return write_report(
         benchmark,
         f"tf_resnet9: {config.model} by {config.recipe} on {runs[0]['device']['name']}",

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tf_resnet9 import augment
+from tf_resnet9.data import augment
 
 # Every pixel encodes where it came from: R = 8 * row, G = 8 * column of the 32x32 source.
 ROWS, COLS = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")

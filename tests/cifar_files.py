@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tf_resnet9.data import DATASETS
+from tf_resnet9.data.cifar import DATASETS
 
 
 def fake_batches(

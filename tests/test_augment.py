@@ -5,7 +5,8 @@ import pytest
 from keras import ops
 
 import tf_resnet9
-from tf_resnet9 import augment, backends
+from tf_resnet9 import backends
+from tf_resnet9.data import augment
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
@@ -110,7 +111,7 @@ def test_augment_without_cutout_is_crop_flip_normalize():
 
 
 def test_unknown_pad_mode_is_named():
-    with pytest.raises(ValueError, match="mode='edge' is invalid: expected one of reflect, zero"):
+    with pytest.raises(ValueError, match="mode='edge' is invalid: expected 'reflect' or 'zero'"):
         augment.pad_images(IMAGES, "edge")
 
 

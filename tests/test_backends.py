@@ -1,6 +1,7 @@
 """The per-backend functions: gradients, compilation, stateless randomness."""
 
 import numpy as np
+import pytest
 from keras import ops
 
 from tf_resnet9 import backends
@@ -50,3 +51,26 @@ def test_permutation_is_a_permutation():
     order = ops.convert_to_numpy(backends.permutation(backends.make_seed(1), 1000))
     assert order.dtype == np.int32 and sorted(order.tolist()) == list(range(1000))
     assert not np.array_equal(order, np.arange(1000))
+
+
+@pytest.mark.skipif(backends.NAME != "jax", reason="JAX donates; TensorFlow updates in place")
+def test_on_an_accelerator_the_compiled_steps_donate_their_state(monkeypatch):
+    # On a GPU the state (weights, velocities) is donated, so XLA updates it in place
+    # instead of keeping two copies; XLA's CPU backend ignores donation, so there the
+    # package asks for none. A CPU can still check what is asked, in the lowered program.
+    import jax
+
+    state = [np.zeros((64,), np.float32), np.ones((8,), np.float32)]
+
+    def step(state, x):
+        return [s + x for s in state]
+
+    lowered = {}
+    for platform in ("cpu", "gpu"):
+        monkeypatch.setattr(jax, "default_backend", lambda platform=platform: platform)
+        compiled = backends.compile_fn(step, jit=True)
+        lowered[platform] = compiled.lower(state, np.float32(1.0)).as_text()
+    # JAX marks a donated argument that an output may alias (tf.aliasing_output) or reuse.
+    donated = ("tf.aliasing_output", "jax.buffer_donor")
+    assert any(mark in lowered["gpu"] for mark in donated)
+    assert not any(mark in lowered["cpu"] for mark in donated)

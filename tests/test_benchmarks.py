@@ -6,7 +6,7 @@ import keras
 import pytest
 
 from benchmarks.report import RESNET9_FORWARD_FLOPS, bf16_peak, format_table, summarize
-from tf_resnet9.model import resnet9
+from tf_resnet9.models.resnet9 import resnet9
 
 
 def test_forward_flops_match_the_model_layers():

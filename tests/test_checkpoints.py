@@ -6,12 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from tf_resnet9 import checkpoints
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.model import resnet9
-from tf_resnet9.optimizer import NesterovSGD
+from tf_resnet9.models.resnet9 import resnet9
+from tf_resnet9.outputs import checkpoints
+from tf_resnet9.training.optimizers import NesterovSGD
+from tf_resnet9.training.records import EpochRecord
 
 CONFIG = TrainConfig(width=0.0625)
+FIGURES = dict(lr=0.1, train_loss=2.0, train_acc=0.2, test_loss=2.1, test_acc=0.5)
 
 
 def model_and_optimizer(seed: int):
@@ -24,13 +26,19 @@ def model_and_optimizer(seed: int):
     return model, optimizer
 
 
+def record(epoch: int) -> EpochRecord:
+    times = dict(test_top5_acc=0.9, epoch_time_s=1.0, training_time_s=float(epoch))
+    return EpochRecord(epoch=epoch, **FIGURES, **times)
+
+
 def meta(epoch: int, config=CONFIG) -> dict:
-    record = {"epoch": epoch, "test_acc": 0.5}
     return {
         "epoch": epoch,
-        "records": [record | {"epoch": e} for e in range(1, epoch + 1)],
+        "records": [record(e).as_dict() for e in range(1, epoch + 1)],
         "eval_time_s": 1.5,
         "hooks_time_s": 0.5,
+        "confusion_matrix": np.eye(10, dtype=int).tolist(),
+        "compile_time_s": 3.0,
         "config": dataclasses.asdict(config),
     }
 
@@ -43,11 +51,15 @@ def test_restore_puts_back_every_variable_and_the_progress(tmp_path):
     saved_model, saved_optimizer = model_and_optimizer(1)
     checkpoints.save(tmp_path, saved_model, saved_optimizer, meta(3), keep=2)
     model, optimizer = model_and_optimizer(2)
-    progress = checkpoints.restore(checkpoints.load_latest(tmp_path), CONFIG, model, optimizer)
+    checkpoint = checkpoints.load_latest(tmp_path)
+    progress = checkpoints.restore(checkpoint, dataclasses.asdict(CONFIG), model, optimizer)
     for got, want in zip(values(model, optimizer), values(saved_model, saved_optimizer)):
         np.testing.assert_array_equal(got, want)  # a copy: exact
-    assert [r["epoch"] for r in progress.records] == [1, 2, 3]
+    assert progress.records == tuple(record(e) for e in (1, 2, 3))
     assert (progress.eval_time_s, progress.hooks_time_s) == (1.5, 0.5)
+    # What a finished run needs to write its results again.
+    np.testing.assert_array_equal(checkpoint.confusion_matrix, np.eye(10))
+    assert checkpoint.compile_time_s == 3.0
 
 
 def test_only_the_latest_are_kept_and_nothing_temporary(tmp_path):
@@ -80,7 +92,8 @@ def test_a_checkpoint_of_other_settings_is_refused_by_name(tmp_path):
     checkpoints.save(tmp_path, model, optimizer, meta(1), keep=2)
     other = dataclasses.replace(CONFIG, peak_lr=0.2, keep_checkpoints=5)  # keep may change
     with pytest.raises(checkpoints.CheckpointError, match=r"peak_lr=0\.4 there, 0\.2 here\)"):
-        checkpoints.restore(checkpoints.load_latest(tmp_path), other, model, optimizer)
+        checkpoint = checkpoints.load_latest(tmp_path)
+        checkpoints.restore(checkpoint, dataclasses.asdict(other), model, optimizer)
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
@@ -90,4 +103,5 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     other_optimizer = NesterovSGD(0.1)
     other_optimizer.build(wider.trainable_variables)
     with pytest.raises(checkpoints.CheckpointError, match="do not fit this model"):
-        checkpoints.restore(checkpoints.load_latest(tmp_path), CONFIG, wider, other_optimizer)
+        checkpoint = checkpoints.load_latest(tmp_path)
+        checkpoints.restore(checkpoint, dataclasses.asdict(CONFIG), wider, other_optimizer)

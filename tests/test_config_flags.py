@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 from absl import flags
 
-from tf_resnet9.config import ConfigError, TrainConfig
-from tf_resnet9.config_flags import config_from_flags, define_config_flags
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.config.flags import config_from_flags, define_config_flags
+from tf_resnet9.errors import ConfigError
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from tests.cifar_files import (
     write_archive,
     write_folder,
 )
-from tf_resnet9 import data
-from tf_resnet9.data import DatasetError, load_cifar10, load_dataset
+from tf_resnet9.data import cifar as data
+from tf_resnet9.data.cifar import load_cifar10, load_dataset
+from tf_resnet9.errors import DatasetError
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +136,9 @@ def test_missing_batch_names_the_file(tmp_path, batches):
 )
 def test_malformed_batch_is_rejected(tmp_path, batches, corruption, message):
     folder = write_folder(tmp_path, batches)
-    content = to_official_dict(*batches[data.TEST_FILE])
+    content = to_official_dict(*batches[data.DATASETS["cifar10"].test_file])
     corruption(content)
-    with open(os.path.join(folder, data.TEST_FILE), "wb") as f:
+    with open(os.path.join(folder, data.DATASETS["cifar10"].test_file), "wb") as f:
         pickle.dump(content, f)
     with pytest.raises(DatasetError, match=f"test_batch: .*{message}"):
         load_cifar10(folder)
@@ -152,7 +153,7 @@ class _RunsCode:
 
 def test_pickle_that_runs_code_is_refused(tmp_path, batches):
     folder = write_folder(tmp_path, batches)
-    with open(os.path.join(folder, data.TEST_FILE), "wb") as f:
+    with open(os.path.join(folder, data.DATASETS["cifar10"].test_file), "wb") as f:
         pickle.dump({b"data": _RunsCode(), b"labels": [0]}, f)
     with pytest.raises(DatasetError, match="refusing to load posix.getcwd|refusing to load os"):
         load_cifar10(folder)
@@ -182,43 +183,6 @@ def test_tfds_and_what_it_loads_lazily_are_installed():
     import tensorflow_datasets  # noqa: F401
 
 
-CLASS_SORTED = np.repeat(np.arange(10), 100)  # 1,000 labels, class by class
-
-
-@pytest.mark.parametrize("limit", [512, 10, 7, 999])
-def test_subset_is_class_balanced_where_the_data_allows(limit):
-    indices = data.balanced_subset(CLASS_SORTED, limit, seed=0)
-    assert len(indices) == limit == len(set(indices.tolist()))
-    counts = np.bincount(CLASS_SORTED[indices], minlength=10)
-    assert counts.max() - counts.min() <= 1  # 512 -> 51 or 52 of each class
-    assert np.all(np.diff(indices) > 0)  # in the data's order
-
-
-def test_subset_fills_from_other_classes_where_one_is_short():
-    labels = np.concatenate([np.zeros(3, int), np.repeat(np.arange(1, 10), 50)])
-    counts = np.bincount(labels[data.balanced_subset(labels, 100, seed=1)], minlength=10)
-    assert counts[0] == 3 and counts.sum() == 100 and counts[1:].max() - counts[1:].min() <= 1
-
-
-def test_subset_is_seeded_and_random():
-    first = data.balanced_subset(CLASS_SORTED, 100, seed=3)
-    np.testing.assert_array_equal(first, data.balanced_subset(CLASS_SORTED, 100, seed=3))
-    assert not np.array_equal(first, data.balanced_subset(CLASS_SORTED, 100, seed=4))
-    assert not np.array_equal(first[:10], np.arange(10))  # not the first images of a class
-
-
-def test_no_limit_or_a_large_one_keeps_everything():
-    for limit in (None, 1000, 5000):
-        np.testing.assert_array_equal(data.balanced_subset(CLASS_SORTED, limit, 0), np.arange(1000))
-
-
-def test_subset_is_class_balanced_over_100_classes():
-    labels = np.repeat(np.arange(100), 20)  # CIFAR-100 sorted by fine label
-    indices = data.balanced_subset(labels, 250, seed=0)
-    counts = np.bincount(labels[indices], minlength=100)
-    assert counts.sum() == 250 and counts.min() == 2 and counts.max() == 3
-
-
 # CIFAR-100: the same code paths as CIFAR-10, driven by its DATASETS entry.
 
 
@@ -231,7 +195,7 @@ def test_the_table_names_each_data_set_by_its_key():
     assert set(data.DATASETS) == {"cifar10", "cifar100"}
     for name, spec in data.DATASETS.items():
         assert spec.name == name and len(spec.class_names) == spec.num_classes
-    assert data.num_classes("cifar10") == data.NUM_CLASSES == 10
+    assert data.num_classes("cifar10") == 10
     assert data.num_classes("cifar100") == 100
 
 
@@ -445,11 +409,12 @@ def test_malformed_meta_file_is_named_and_a_missing_one_means_the_official_names
     source = data.locate(folder, "cifar100")
     meta = os.path.join(folder, "meta")
     rewrite(folder, "meta", meta_dict("cifar100", data.class_names("cifar100")[:99]))
-    with pytest.raises(DatasetError, match=f"^{re.escape(meta)}: fine_label_names must list 100"):
+    expected = f"^{re.escape(meta)}: fine_label_names: 99 names are invalid: expected 100"
+    with pytest.raises(DatasetError, match=expected):
         data.class_names(source)
     rewrite(folder, "meta", meta_dict("cifar100", ["apple"] * 100))
     with pytest.raises(
-        DatasetError, match=f"^{re.escape(meta)}: fine_label_names names a class twice"
+        DatasetError, match=f"^{re.escape(meta)}: fine_label_names: .* a name appears twice"
     ):
         data.class_names(source)
     rewrite(folder, "meta", {b"label_names": []})

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from tf_resnet9 import backends
-from tf_resnet9.inputs import DeviceInput
+from tf_resnet9.data.inputs import DeviceInput
 
 
 def test_each_epoch_is_a_fresh_shuffle_of_every_image():

@@ -3,7 +3,9 @@ plain Keras equivalent: ghost BatchNorm, CELU, the whitening filter, the EMA, fl
 test-time augmentation, label smoothing, the BatchNorm-bias learning rate and decay, the
 layer order; and the preset itself."""
 
+import dataclasses
 import io
+import itertools
 import subprocess
 import sys
 
@@ -14,15 +16,22 @@ from keras import ops
 
 from tests.cifar_files import fake_cifar10, write_folder
 from tests.commands import ROOT
-from tf_resnet9 import augment, whitening
 from tf_resnet9.config import TrainConfig
+from tf_resnet9.data import augment, whitening
 from tf_resnet9.experiment import train_and_evaluate
-from tf_resnet9.inputs import EvalSet, evaluate
-from tf_resnet9.layers import CELU, GhostBatchNorm
-from tf_resnet9.model import BN_EPSILON, BN_MOMENTUM, resnet9
-from tf_resnet9.optimizer import NesterovSGD
-from tf_resnet9.resnets import cifar_resnet
-from tf_resnet9.steps import CompiledSteps, cross_entropy
+from tf_resnet9.models.layers import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    CELU,
+    GhostBatchNorm,
+    activation,
+    batch_norm,
+)
+from tf_resnet9.models.resnet9 import resnet9
+from tf_resnet9.models.resnets import cifar_resnet
+from tf_resnet9.training.evaluation import EvalSet, evaluate
+from tf_resnet9.training.optimizers import NesterovSGD
+from tf_resnet9.training.steps import CompiledSteps, cross_entropy
 
 RNG = np.random.default_rng(0)
 
@@ -31,21 +40,21 @@ def numpy_of(x):
     return ops.convert_to_numpy(x)
 
 
-def test_ghost_batchnorm_is_plain_batchnorm_on_each_split():
+def test_ghost_batchnorm_is_plain_batchnorm_on_each_interleaved_split():
     x = RNG.normal(1.0, 2.0, size=(8, 4, 4, 3)).astype("float32")
     ghost = GhostBatchNorm(4, momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
     out = numpy_of(ghost(x, training=True))
-    per_split = []
-    for part in np.split(x, 4):
+    expected = np.empty_like(x)
+    for s in range(4):  # Page's grouping: sub-batch s holds images s, s + 4, ...
         plain = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        per_split.append(numpy_of(plain(part, training=True)))
+        expected[s::4] = numpy_of(plain(x[s::4], training=True))
     # The same float32 reductions over 2 x 4 x 4 values: round-off of a few ulp.
-    np.testing.assert_allclose(out, np.concatenate(per_split), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     # Running statistics: one step from (0, 1) towards the mean over the splits of their
     # (biased) statistics.
-    parts = x.reshape(4, 2, 4, 4, 3)
-    mean = parts.mean(axis=(1, 2, 3)).mean(axis=0)
-    variance = parts.var(axis=(1, 2, 3)).mean(axis=0)
+    parts = [x[s::4] for s in range(4)]
+    mean = np.mean([p.mean(axis=(0, 1, 2)) for p in parts], axis=0)
+    variance = np.mean([p.var(axis=(0, 1, 2)) for p in parts], axis=0)
     np.testing.assert_allclose(numpy_of(ghost.moving_mean), 0.1 * mean, rtol=1e-5)
     np.testing.assert_allclose(numpy_of(ghost.moving_variance), 0.9 + 0.1 * variance, rtol=1e-5)
     # Inference normalises with those running statistics, as BatchNormalization does.
@@ -66,15 +75,27 @@ def test_celu_formula():
     np.testing.assert_allclose(numpy_of(CELU(0.3)(x)), expected, rtol=1e-6, atol=1e-7)
 
 
+def patches_by_hand(images: np.ndarray) -> np.ndarray:
+    """Every 3x3 patch of images (N, H, W, C), flattened (dy, dx, c) as a Keras kernel is,
+    one slice per offset: written apart from `whitening.patches`, to check against."""
+    n, h, w, c = images.shape
+    shifted = [images[:, dy : h - 2 + dy, dx : w - 2 + dx] for dy in range(3) for dx in range(3)]
+    return np.stack(shifted, axis=3).reshape(-1, 9 * c).astype(np.float64)
+
+
 def test_the_whitening_filter_whitens_the_patches():
     # Correlated channels and neighbouring pixels, like images: smoothed noise mixed.
     noise = RNG.normal(size=(200, 34, 34, 3))
     smooth = (noise[:, 1:-1, 1:-1] + noise[:, 2:, 1:-1] + noise[:, 1:-1, 2:]) / 3
-    images = smooth @ np.array([[1.0, 0.5, 0.2], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-    kernel = whitening.whitening_kernel(images.astype("float32"))
+    images = (smooth @ np.array([[1.0, 0.5, 0.2], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])).astype(
+        "float32"
+    )
+    kernel = whitening.whitening_kernel(images)
     assert kernel.shape == (3, 3, 3, 27)
-    values, _ = whitening.eigen(images.astype("float32"))
-    filtered = whitening.patches(images.astype("float32")) @ kernel.reshape(27, 27)
+    patches = patches_by_hand(images)
+    moments = patches.T @ patches / (len(patches) - 1)
+    values = np.linalg.eigvalsh(moments)[::-1]  # descending, as the kernel's filters are
+    filtered = patches @ kernel.reshape(27, 27).astype(np.float64)
     second_moments = filtered.T @ filtered / (len(filtered) - 1)
     # Exactly diag(lambda / (lambda + eps)) in exact arithmetic: the float32 kernel
     # (relative 6e-8 per entry) over 27-term dot products leaves ~1e-6.
@@ -97,7 +118,9 @@ def test_the_whitening_prep_is_fixed_and_followed_by_a_1x1_convolution():
 
 
 def test_layer_order_and_frozen_scale():
-    model = resnet9(width=0.125, pool_before_bn=True, freeze_bn_scale=True, activation="celu")
+    model = resnet9(
+        width=0.125, pool_before_bn=True, norm=batch_norm(scale=False), act=activation("celu")
+    )
     names = [layer.name for layer in model.layers]
     assert names.index("layer1_pool") == names.index("layer1_conv") + 1
     assert names.index("layer1_bn") == names.index("layer1_pool") + 1
@@ -134,27 +157,40 @@ def small_steps(**options):
     return CompiledSteps(resnet9(width=0.0625), optimizer, jit=True, **options)
 
 
-def test_ema_after_k_updates_is_the_closed_form():
-    steps = small_steps(ema=(0.9, 2))
+def page_ema_updates(epochs: int, steps_per_epoch: int, every: int) -> list[int]:
+    """The updates (0-based, over the run) after which Page's EMA moves, by a transcription
+    of his rule: `update_ema(momentum, update_freq)` is made anew for each epoch, with a
+    counter `n = iter(count())`, and skips a step unless `next(n) % update_freq == 0`."""
+    moved = []
+    for epoch in range(epochs):
+        n = itertools.count()  # the fresh counter of this epoch's update_ema
+        for step in range(steps_per_epoch):
+            if next(n) % every == 0:
+                moved.append(epoch * steps_per_epoch + step)
+    return moved
+
+
+def test_ema_moves_when_pages_code_moves_it():
+    epochs, steps_per_epoch, every, momentum = 2, 3, 2, 0.9
+    assert page_ema_updates(epochs, steps_per_epoch, every) == [0, 2, 3, 5]
+    steps = small_steps(ema=(momentum, every))
     model_variables = steps.model.trainable_variables + steps.model.non_trainable_variables
-    initial = [numpy_of(v) for v in model_variables]
-    images = RNG.normal(size=(5, 1, 8, 32, 32, 3)).astype("float32")
-    labels = RNG.integers(0, 10, (5, 1, 8)).astype("int32")
-    state, after = steps.initial_state(), []
-    for k in range(5):  # one update per call: the weights after each, to check against
-        state, _ = steps.host_steps(state, images[k], labels[k])
+    expected = [numpy_of(v).astype(np.float64) for v in model_variables]  # starts at w0
+    images = RNG.normal(size=(epochs * steps_per_epoch, 1, 8, 32, 32, 3)).astype("float32")
+    labels = RNG.integers(0, 10, images.shape[:3]).astype("int32")
+    rho = momentum**every
+    state = steps.initial_state()
+    for k in range(epochs * steps_per_epoch):  # one update per call, with its index in the epoch
+        state, _ = steps.train_on_batches(state, images[k], labels[k], k % steps_per_epoch)
         steps.finish(state)
         state = steps.initial_state()
-        after.append([numpy_of(v) for v in model_variables])
-    # Moved after updates 2 and 4 by rho = 0.9**2: ema = rho^2 w0 + (1-rho) (rho w2 + w4).
-    rho = 0.81
-    averages, _ = steps.evaluated_values(state)
-    averages += steps.evaluated_values(state)[1]
-    for got, w0, w2, w4 in zip(averages, initial, after[1], after[3]):
-        expected = rho**2 * w0 + (1 - rho) * (rho * w2 + w4)
-        # float32: a few ulp of values of order 1.
-        np.testing.assert_allclose(numpy_of(got), expected, rtol=1e-5, atol=1e-6)
-    assert int(numpy_of(steps.ema_variables[-1])) == 5
+        if k in page_ema_updates(epochs, steps_per_epoch, every):
+            after = [numpy_of(v) for v in model_variables]
+            expected = [rho * e + (1 - rho) * w for e, w in zip(expected, after)]
+    trainable, non_trainable = steps.evaluated_values(state)
+    for got, want in zip(trainable + non_trainable, expected):
+        # float32 averages of 4 updates against float64 ones: a few ulp of values of order 1.
+        np.testing.assert_allclose(numpy_of(got), want, rtol=1e-5, atol=1e-6)
 
 
 def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror():
@@ -182,10 +218,9 @@ def test_page10_sets_every_switch():
 
 
 def test_a_page10_run_resumed_from_its_first_checkpoint_ends_the_same(tmp_path):
-    # The average, its update count and the whitening filter are in the checkpoint: a run
-    # resumed after epoch 1 ends with the numbers of the run that was not interrupted.
-    # With XLA (the default): TensorFlow's deterministic mode without it is process-wide and
-    # refuses XLA's max-pool gradients in every later test.
+    # The average and the whitening filter are in the checkpoint: a run resumed after
+    # epoch 1 ends with the numbers of the run that was not interrupted (bit for bit: a
+    # CPU's XLA programs are deterministic).
     # 5 x 26 = 130 training images (4 steps of 32), 20 test images.
     data_dir = write_folder(tmp_path, fake_cifar10(train_per_batch=26, test=20))
     config = TrainConfig.from_recipe(
@@ -193,24 +228,24 @@ def test_a_page10_run_resumed_from_its_first_checkpoint_ends_the_same(tmp_path):
         epochs=2,
         width=0.0625,
         batch_size=32,
-        deterministic=True,
         tensorboard=False,
     )
     workdir = tmp_path / "run"
     whole = train_and_evaluate(config, data_dir, workdir, out=io.StringIO())
     (workdir / "checkpoints" / "epoch-0002.npz").unlink()
     resumed = train_and_evaluate(config, data_dir, workdir, out=io.StringIO(), resume=True)
-    assert resumed["resumed_from_epoch"] == 1
-    drop_times = [{k: v for k, v in r.items() if not k.endswith("_s")} for r in whole["epochs"]]
-    assert drop_times == [
-        {k: v for k, v in r.items() if not k.endswith("_s")} for r in resumed["epochs"]
-    ]
-    assert resumed["confusion_matrix"] == whole["confusion_matrix"]
+    assert resumed.resumed_from_epoch == 1
+
+    def without_times(results):
+        return [dataclasses.replace(r, epoch_time_s=0, training_time_s=0) for r in results.epochs]
+
+    assert without_times(resumed) == without_times(whole)
+    np.testing.assert_array_equal(resumed.confusion_matrix, whole.confusion_matrix)
 
 
 def test_saved_models_with_custom_layers_load_in_a_fresh_process(tmp_path):
     # Keras finds a custom layer only once its module is imported: the loader imports them.
-    resnet9(width=0.0625, activation="celu", ghost_bn_splits=2).save(tmp_path / "a.keras")
+    resnet9(width=0.0625, norm=batch_norm(2), act=activation("celu")).save(tmp_path / "a.keras")
     cifar_resnet(8, width=0.25).save(tmp_path / "b.keras")  # option A's ZeroChannels
     program = (
         "import sys; from tf_resnet9 import predict\n"

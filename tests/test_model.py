@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_resnet9.model import resnet9
+from tf_resnet9.models.resnet9 import resnet9
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from tf_resnet9.model import resnet9
-from tf_resnet9.optimizer import AdamL2, MomentumSGD, NesterovSGD, to_summed_loss_units
-from tf_resnet9.schedule import PiecewiseLinear, multi_step
+from tf_resnet9.models.resnet9 import resnet9
+from tf_resnet9.training.optimizers import AdamL2, MomentumSGD, NesterovSGD, to_summed_loss_units
+from tf_resnet9.training.schedules import PiecewiseLinear, multi_step
 
 
 def recipe_update(weights, velocities, grads, lr, momentum=0.9, weight_decay=5e-4):

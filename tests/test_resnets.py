@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_resnet9.resnets import ZeroChannels, cifar_resnet, resnet18_cifar
+from tf_resnet9.models.resnets import ZeroChannels, cifar_resnet, resnet18_cifar
 
 
 def trainable(model) -> int:
@@ -90,8 +90,8 @@ def test_width_and_logit_scale():
 
 def test_gradient_norms_are_logged_per_stage():
     # The layer groups TensorBoard logs the gradient norms of (tf_resnet9.steps.layer_group).
-    from tf_resnet9.optimizer import MomentumSGD
-    from tf_resnet9.steps import CompiledSteps
+    from tf_resnet9.training.optimizers import MomentumSGD
+    from tf_resnet9.training.steps import CompiledSteps
 
     steps = CompiledSteps(cifar_resnet(8, width=0.25), MomentumSGD(0.1), jit=False)
     assert steps.grad_groups == ("stem", "stage1", "stage2", "stage3", "dense")

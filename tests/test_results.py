@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from tf_resnet9.results import write_json_atomic
+from tf_resnet9.outputs.results import write_json_atomic
 
 
 def test_writes_json_with_the_users_file_mode(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from tf_resnet9 import builders
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.schedule import PiecewiseLinear, ReduceLROnPlateau, cosine, multi_step
+from tf_resnet9.training.schedules import PiecewiseLinear, ReduceLROnPlateau, cosine, multi_step
 
 RECIPE = PiecewiseLinear([0, 5, 24], [0.0, 0.4, 0.0], steps_per_epoch=97)
 

@@ -1,8 +1,8 @@
 """The TensorBoard callback: the tags and steps in its event files, read back.
 
-The writer is tf.summary on TensorFlow (needs the tensorboard package) and tensorboardX on
-JAX; the event files are read with the Event protocol buffer of whichever is installed, so
-the same checks run on both backends.
+The writer is tensorboardX on both backends; the event files are read with the Event
+protocol buffer of tensorboard where it is installed (else tensorboardX's own), so the same
+checks run in both test environments.
 """
 
 import glob
@@ -15,14 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_report import CIFAR10_NAMES, GROUPS, fake_epoch_logs
-from tf_resnet9 import backends
-from tf_resnet9.model import resnet9
-from tf_resnet9.report import confusion_image
-from tf_resnet9.tensorboard import EPOCH_SCALARS, TensorBoard
+from tests.test_report import CIFAR10_NAMES, GROUPS, fake_epoch_end, fake_epoch_logs
+from tf_resnet9.models.resnet9 import resnet9
+from tf_resnet9.outputs.report import confusion_image
+from tf_resnet9.outputs.tensorboard import (
+    EPOCH_SCALARS,
+    PACKAGE,
+    TensorBoard,
+    summary_writer,
+    write_weight_histograms,
+)
 
-# The package each backend's writer needs.
-WRITER_PACKAGE = "tensorboard" if backends.NAME == "tensorflow" else "tensorboardX"
 STEPS_PER_EPOCH = 4
 GRAD_LOG_EVERY = 3
 
@@ -48,10 +51,8 @@ def read_records(path: str):
 
 
 def summary_value(value) -> tuple[str, object]:
-    """(kind, content) of a summary value, in tensorboardX's form or tf.summary's.
-
-    Scalars give their float32 value, images their PNG bytes, histograms their count.
-    """
+    """(kind, content) of a summary value as tensorboardX writes it: scalars give their
+    float32 value, images their PNG bytes, histograms their count."""
     field = value.WhichOneof("value")
     if field == "simple_value":
         return "scalar", np.float32(value.simple_value)
@@ -59,16 +60,7 @@ def summary_value(value) -> tuple[str, object]:
         return "image", value.image.encoded_image_string
     if field == "histo":
         return "histogram", int(value.histo.num)
-    # tf.summary writes tensors, marked with the plugin that shows them.
-    plugin, tensor = value.metadata.plugin_data.plugin_name, value.tensor
-    if plugin == "scalars":
-        return "scalar", np.frombuffer(tensor.tensor_content, "<f4").item()
-    if plugin == "images":
-        return "image", tensor.string_val[2]  # width, height, then the PNG
-    if plugin == "histograms":
-        # (buckets, 3) float64 rows of (left edge, right edge, count).
-        return "histogram", int(np.frombuffer(tensor.tensor_content, "<f8")[2::3].sum())
-    raise AssertionError(f"unexpected summary for {value.tag!r}: {field}, plugin {plugin!r}")
+    raise AssertionError(f"unexpected summary for {value.tag!r}: {field}")
 
 
 def read_events(logdir) -> dict[str, dict[int, tuple[str, object]]]:
@@ -93,7 +85,7 @@ def model():
 
 @pytest.fixture
 def callback(tmp_path, model):
-    pytest.importorskip(WRITER_PACKAGE)
+    pytest.importorskip(PACKAGE)
     callback = TensorBoard(
         str(tmp_path), CIFAR10_NAMES, GROUPS, GRAD_LOG_EVERY, steps_per_epoch=STEPS_PER_EPOCH
     )
@@ -102,28 +94,31 @@ def callback(tmp_path, model):
 
 
 def test_two_epochs_give_the_tags_at_their_steps(tmp_path, model, callback):
-    logs = {epoch: fake_epoch_logs(epoch, steps=STEPS_PER_EPOCH) for epoch in (1, 2)}
+    ends = {epoch: fake_epoch_end(epoch, steps=STEPS_PER_EPOCH) for epoch in (1, 2)}
     callback.on_train_begin()
-    callback.on_epoch_end(0, logs[1])
+    callback.on_epoch_end(0, ends[1].logs())
     # Flushed at the end of the epoch: epoch 1 is readable while training goes on.
     assert read_events(tmp_path)["loss/train"].keys() == {1}
-    callback.on_epoch_end(1, logs[2])
-    callback.on_train_end(logs[2])
+    callback.on_epoch_end(1, ends[2].logs())
+    callback.on_train_end()
+    write_weight_histograms(str(tmp_path), model, 2)
     tags = read_events(tmp_path)
 
     # Scalars are stored as float32: exactly the float32 rounding of the logged value.
-    for tag, field in EPOCH_SCALARS.items():
-        assert tags[tag] == {e: ("scalar", np.float32(logs[e][field])) for e in (1, 2)}, tag
+    scalars = {tag: field for tag, field in EPOCH_SCALARS.items() if "val" not in tag}
+    for tag, field in scalars.items():
+        logged = {e: ("scalar", np.float32(getattr(ends[e].record, field))) for e in (1, 2)}
+        assert tags[tag] == logged, tag
     assert tags["loss/train"] == {1: ("scalar", 2.0), 2: ("scalar", 1.0)}
 
     # Global steps 1..8; every 3rd is logged: step 3 (epoch 1, row 2), step 6 (epoch 2, row 1).
     for column, group in enumerate(GROUPS):
         assert tags[f"grad_norm/{group}"] == {
-            3: ("scalar", logs[1]["grad_norms"][2, column]),
-            6: ("scalar", logs[2]["grad_norms"][1, column]),
+            3: ("scalar", ends[1].grad_norms[2, column]),
+            6: ("scalar", ends[2].grad_norms[1, column]),
         }
 
-    expected_shape = confusion_image(logs[1]["confusion_matrix"], CIFAR10_NAMES).shape
+    expected_shape = confusion_image(ends[1].confusion, CIFAR10_NAMES).shape
     assert tags["confusion_matrix"].keys() == {1, 2}
     for kind, png in tags["confusion_matrix"].values():
         with Image.open(io.BytesIO(png)) as image:
@@ -135,10 +130,10 @@ def test_two_epochs_give_the_tags_at_their_steps(tmp_path, model, callback):
         assert tags[tag] == {2: ("histogram", size)}, tag
 
     grad_tags = {f"grad_norm/{group}" for group in GROUPS}
-    assert tags.keys() == set(EPOCH_SCALARS) | grad_tags | {"confusion_matrix"} | set(weights)
+    assert tags.keys() == set(scalars) | grad_tags | {"confusion_matrix"} | set(weights)
 
 
-def test_tensorboard_itself_reads_the_summaries(tmp_path, callback):
+def test_tensorboard_itself_reads_the_summaries(tmp_path, model, callback):
     """TensorBoard's own loader files each tag under the plugin that draws it."""
     accumulator = pytest.importorskip(
         "tensorboard.backend.event_processing.plugin_event_accumulator"
@@ -146,6 +141,7 @@ def test_tensorboard_itself_reads_the_summaries(tmp_path, callback):
     callback.on_train_begin()
     callback.on_epoch_end(0, fake_epoch_logs(1, steps=STEPS_PER_EPOCH))
     callback.on_train_end()
+    write_weight_histograms(str(tmp_path), model, 1)
     events = accumulator.EventAccumulator(str(tmp_path))
     events.Reload()
     plugins = events.PluginTagToContent
@@ -169,6 +165,6 @@ def test_step_counts_below_one_are_rejected(tmp_path, argument):
 
 
 def test_missing_writer_package_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, WRITER_PACKAGE, None)  # makes importing it fail
-    with pytest.raises(ImportError, match=f"pip install {WRITER_PACKAGE}"):
-        backends.summary_writer(str(tmp_path))
+    monkeypatch.setitem(sys.modules, PACKAGE, None)  # makes importing it fail
+    with pytest.raises(ImportError, match=f"pip install {PACKAGE}"):
+        summary_writer(str(tmp_path))

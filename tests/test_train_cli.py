@@ -17,8 +17,11 @@ import tf_resnet9
 from tests.cifar_files import fake_cifar10, write_folder
 from tests.commands import ROOT, run_module
 from tf_resnet9 import train
+from tf_resnet9.backends import xla_flags
+from tf_resnet9.backends.device import current_device
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.data import load_cifar10
+from tf_resnet9.config.settings import default_precision
+from tf_resnet9.data.cifar import load_cifar10
 from tf_resnet9.experiment import cpu_warning
 
 TINY = ["--width", "0.0625", "--batch_size", "32"]
@@ -27,6 +30,8 @@ RUN = ["--epochs", "3", "--deterministic", *TINY]
 # The subprocesses inherit KERAS_BACKEND; tf.data (host augmentation) needs TensorFlow.
 BACKEND = keras.backend.backend()
 DEFAULT_AUGMENT = "host" if BACKEND == "tensorflow" else "device"
+# The machine the tests run on: the subprocesses see the same device.
+DEVICE = current_device()
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +41,17 @@ def data_dir(tmp_path_factory):
 
 
 def run_in_process(capsys, *args) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of the command line with `args`, in this process."""
-    with pytest.raises(SystemExit) as exit_info:
-        train.run(["train", *map(str, args)])
+    """(exit status, stdout, stderr) of the command line with `args`, in this process (its
+    XLA_FLAGS as they were before: --deterministic adds to them)."""
+    before = os.environ.get("XLA_FLAGS")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            train.run(["train", *map(str, args)])
+    finally:
+        if before is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = before
     out, err = capsys.readouterr()
     return exit_info.value.code or 0, out, err
 
@@ -54,7 +67,8 @@ def finished_run(data_dir, tmp_path_factory):
 
 def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     result, workdir = finished_run
-    assert result.stdout.count("No GPU found") == 1  # this machine has none; said once
+    # Said once where there is no GPU, never where there is one.
+    assert result.stdout.count("No GPU found") == (DEVICE.kind == "cpu")
     assert "For a quick check" not in result.stdout  # --width and --epochs are given
     assert "compiling the training and evaluation steps" in result.stdout
     assert "epoch        lr  train loss" in result.stdout and "test accuracy" in result.stdout
@@ -63,9 +77,12 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     results = json.loads((workdir / "results.json").read_text())
     assert [row["epoch"] for row in results["epochs"]] == [1, 2, 3]
     assert results["steps_per_epoch"] == 6
-    assert results["config"]["precision"] == "float32"  # the CPU default
+    assert results["config"]["precision"] == default_precision(DEVICE)
     assert results["config"]["augment"] == DEFAULT_AUGMENT
-    assert results["config"]["steps_per_call"] == 1  # on a CPU, XLA loops are slow
+    # On a CPU one step per call (XLA's loops are slow there); a GPU, with device
+    # augmentation, an epoch.
+    whole_epoch = DEVICE.kind == "gpu" and DEFAULT_AUGMENT == "device"
+    assert results["config"]["steps_per_call"] == (6 if whole_epoch else 1)
     assert results["data"] == {
         "source": f"folder {data_dir}",
         "train_images": 200,
@@ -91,10 +108,12 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     assert results["training_time_s"] > 0 and results["compile_time_s"] > 0
     assert results["wall_time_s"] > results["training_time_s"] + results["compile_time_s"]
     assert results["epochs"][-1]["lr"] == 0.0  # the schedule ends at 0
-    assert results["versions"]["keras"] and results["device"]["kind"] == "cpu"
+    assert results["versions"]["keras"] and results["device"]["kind"] == DEVICE.kind
+    # --deterministic put XLA's flag into XLA_FLAGS of the process that ran the backend.
+    assert xla_flags.DETERMINISTIC in results["environment"]["XLA_FLAGS"].split()
     written = ["checkpoints", "classes.json", "inference.keras", "report.png", "resnet9.keras"]
     written += ["results.json", "tensorboard"]
-    written += ["saved_model"] if BACKEND == "tensorflow" else []  # and JAX has tensorboardX
+    written += ["saved_model"] if BACKEND == "tensorflow" else []  # a SavedModel needs TF
     assert sorted(os.listdir(workdir)) == sorted(written)
     # One checkpoint after every epoch, the last two kept (--keep_checkpoints), no temp file.
     assert sorted(os.listdir(workdir / "checkpoints")) == ["epoch-0002.npz", "epoch-0003.npz"]
@@ -133,9 +152,9 @@ def assert_same_numbers(workdir, other) -> None:
         np.testing.assert_array_equal(a, b)  # bit for bit
 
 
-def test_deterministic_runs_with_the_same_seed_are_identical(
-    capsys, data_dir, tmp_path, finished_run
-):
+def test_runs_with_the_same_seed_are_identical(capsys, data_dir, tmp_path, finished_run):
+    # Bit for bit: on a CPU XLA's programs are deterministic as they are; on a GPU only
+    # because RUN has --deterministic (XLA's deterministic kernels; see the next test).
     status, _, err = run_in_process(
         capsys, "--data_dir", data_dir, "--workdir", tmp_path / "again", *RUN
     )
@@ -173,6 +192,27 @@ def test_sigterm_then_resume_ends_where_an_uninterrupted_run_ends(
     assert status == 0, err
     assert "resuming from" in out
     assert_same_numbers(workdir, finished_run[1])
+
+
+def test_deterministic_sets_xla_s_flag_before_the_backend_starts(tmp_path):
+    # XLA reads XLA_FLAGS once, when the backend starts: importing the command starts
+    # none, so main() can still set the flag, which the run then records (the end-to-end
+    # run above checks that).
+    program = (
+        "import sys, tf_resnet9.train; "
+        "print(sorted({'keras', 'jax', 'tensorflow'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+    assert (
+        xla_flags.with_flag(xla_flags.DETERMINISTIC, "--a=1") == f"--a=1 {xla_flags.DETERMINISTIC}"
+    )
+    assert (
+        xla_flags.with_flag(xla_flags.DETERMINISTIC, xla_flags.DETERMINISTIC)
+        == xla_flags.DETERMINISTIC
+    )
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, data_dir, tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tf_resnet9.config import ConfigError
-from tf_resnet9.workdir import make_workdir, remove_if_empty, remove_temporary
+from tf_resnet9.errors import ConfigError
+from tf_resnet9.outputs.workdir import make_workdir, remove_if_empty, remove_temporary
 
 
 def test_removes_what_it_created_and_nothing_else(tmp_path):

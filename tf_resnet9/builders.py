@@ -1,5 +1,5 @@
-"""What a `TrainConfig` builds: the network, its learning rate, its optimizer, and the
-compiled steps that train them."""
+"""What a `TrainConfig` builds: the network, its learning rate, its optimizer, the compiled
+steps that train them, and the training input that feeds them."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from collections.abc import Callable, Sequence
 
 import keras
 
-from tf_resnet9 import data, whitening
-from tf_resnet9.augment import preprocess
+from tf_resnet9 import models
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.model import resnet9
-from tf_resnet9.optimizer import AdamL2, MomentumSGD, NesterovSGD
-from tf_resnet9.resnets import cifar_resnet, resnet18_cifar
-from tf_resnet9.schedule import PiecewiseLinear, ReduceLROnPlateau, cosine, multi_step
-from tf_resnet9.steps import CompiledSteps
+from tf_resnet9.config.settings import RunSettings
+from tf_resnet9.data import whitening
+from tf_resnet9.data.augment import preprocess
+from tf_resnet9.data.cifar import num_classes
+from tf_resnet9.data.inputs import DeviceInput, TrainInput
+from tf_resnet9.models.layers import activation, batch_norm
+from tf_resnet9.training.optimizers import AdamL2, MomentumSGD, NesterovSGD
+from tf_resnet9.training.schedules import PiecewiseLinear, ReduceLROnPlateau, cosine, multi_step
+from tf_resnet9.training.steps import CompiledSteps
 
 _OPTIMIZERS = {"nesterov_sgd": NesterovSGD, "sgd": MomentumSGD}
 
@@ -26,25 +29,20 @@ def build_model(config: TrainConfig, dtype: str | None = None, train_images=None
     (`config.whiten_prep`); stand-in zeros give a model of the same shapes.
     """
     options = {
-        "num_classes": data.num_classes(config.dataset),
+        "num_classes": num_classes(config.dataset),
         "width": config.width,
         "init": config.init,
         "logit_scale": config.logit_scale,
         "dtype": dtype,
     }
     if config.model == "resnet9":
-        return resnet9(
-            **options,
-            activation=config.activation,
-            celu_alpha=config.celu_alpha,
-            pool_before_bn=config.pool_before_bn,
-            freeze_bn_scale=config.freeze_bn_scale,
-            ghost_bn_splits=config.ghost_bn_splits,
-            whitening=_whitening(config, train_images),
-        )
-    if config.model == "resnet18":
-        return resnet18_cifar(**options)
-    return cifar_resnet(int(config.model.removeprefix("resnet")), **options)
+        options |= {
+            "norm": batch_norm(config.ghost_bn_splits, scale=not config.freeze_bn_scale),
+            "act": activation(config.activation, config.celu_alpha),
+            "pool_before_bn": config.pool_before_bn,
+            "whitening": _whitening(config, train_images),
+        }
+    return models.build(config.model, **options)
 
 
 def _whitening(config: TrainConfig, train_images):
@@ -105,24 +103,42 @@ def build_steps(config: TrainConfig, precision: str, lr, train_images=None) -> C
         optimizer,
         jit=config.jit,
         grad_norms=config.tensorboard,
-        cutout=config.cutout,
         label_smoothing=config.label_smoothing,
         tta_flip=config.tta_flip,
         ema=(config.ema_momentum, config.ema_every) if config.ema_momentum else None,
     )
 
 
+def train_input(config: TrainConfig, run: RunSettings, images, labels) -> TrainInput:
+    """The training input `run.augment` names ("device", or "host": tf.data, which needs
+    TensorFlow), with the config's augmentation."""
+    if run.augment == "device":
+        input_type = DeviceInput
+    else:
+        from tf_resnet9.data.host_input import HostInput as input_type  # only with TensorFlow
+    return input_type(
+        images,
+        labels,
+        config.batch_size,
+        run.steps_per_call,
+        config.seed,
+        pad=config.pad,
+        cutout=config.cutout,
+    )
+
+
 def lr_callbacks(
-    config: TrainConfig, optimizer: keras.optimizers.Optimizer, earlier: Sequence[dict] = ()
+    config: TrainConfig, optimizer: keras.optimizers.Optimizer, earlier: Sequence = ()
 ) -> list[keras.callbacks.Callback]:
-    """The callbacks that set the learning rate between epochs (plateau), else none."""
+    """The callbacks that set the learning rate between epochs (plateau), else none.
+    `earlier`: the `EpochRecord`s of a resumed run's epochs."""
     if config.lr_schedule != "plateau":
         return []
     return [
         ReduceLROnPlateau(
             optimizer,
             config.peak_lr,
-            earlier,
+            [record.as_dict() for record in earlier],
             monitor=config.plateau_monitor,
             factor=config.lr_decay,
             patience=config.plateau_patience,

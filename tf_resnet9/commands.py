@@ -1,17 +1,16 @@
 """What the package's commands (`tf_resnet9.train`, `tf_resnet9.predict`) share: parsing
 each command's own flags, where --help is no failure, and TensorFlow's and XLA's C++
-start-up log lines kept off stderr. Imports nothing heavy: --help answers without starting
+log lines kept off stderr. Imports nothing heavy: --help answers without starting
 TensorFlow.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
 import sys
-import tempfile
+import threading
 
 from absl import app, flags, logging
 
@@ -22,28 +21,48 @@ _NATIVE_LOG_LINE = re.compile(
 )
 
 
-@contextlib.contextmanager
-def without_native_startup_logs():
-    """Holds back the C++ log lines TensorFlow and XLA write to stderr while they load.
+class NativeLogFilter:
+    """Keeps the C++ libraries' own log lines (TensorFlow's, XLA's, oneDNN's, in absl's
+    format) off stderr while it is active, at start-up and at run time alike; every other
+    line (a Python warning, a traceback, the command's own messages) passes through.
 
-    They write before their log level (TF_CPP_MIN_LOG_LEVEL) applies, straight to the
-    process's stderr, so the stream itself is held in a file meanwhile; afterwards every
-    other line (a Python warning, an error) is passed on.
+    Those libraries write straight to the process's file descriptor 2, some before their
+    log level (TF_CPP_MIN_LOG_LEVEL) applies, some at level ERROR while the run goes on (on
+    a CPU with AVX-512: "oneDNN supports DT_UINT8 only on platforms with AVX-512"). So the
+    descriptor itself is pointed at a pipe, and a thread passes the pipe's lines on to the
+    real stderr, leaving out the libraries' own. Use it as a context manager; `close`
+    restores stderr and passes on what is still in the pipe (the Ctrl-C handler calls it
+    before it ends the process).
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            for line in held.read().decode(errors="replace").splitlines(keepends=True):
-                if not _NATIVE_LOG_LINE.match(line):
-                    sys.stderr.write(line)
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self._stderr = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._pump = threading.Thread(target=self._pass_on, args=(read_end,), daemon=True)
+        self._pump.start()
+        return self
+
+    def _pass_on(self, read_end: int) -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not _NATIVE_LOG_LINE.match(line.decode(errors="replace")):
+                    os.write(self._stderr, line)
+
+    def close(self) -> None:
+        if self._stderr is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._stderr, 2)  # the pipe's last write end closes: the pump sees its end
+        self._pump.join(timeout=5)
+        os.close(self._stderr)
+        self._stderr = None
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
 
 
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")

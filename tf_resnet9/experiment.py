@@ -1,4 +1,4 @@
-"""One training run: data -> input -> model -> epoch loop -> results."""
+"""One training run: data -> input -> model -> epoch loop -> results and outputs."""
 
 from __future__ import annotations
 
@@ -7,23 +7,27 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
 
-from tf_resnet9 import backends, builders, checkpoints, data, export, loop, settings
-from tf_resnet9.callbacks import ProgressLine, ProgressTable
-from tf_resnet9.config import ConfigError, TrainConfig
-from tf_resnet9.inputs import DeviceInput, EvalSet, HostInput
-from tf_resnet9.recipes import RECIPES
-from tf_resnet9.report import RunReport
-from tf_resnet9.results import library_versions, write_json_atomic
-from tf_resnet9.tensorboard import TensorBoard
-from tf_resnet9.workdir import make_workdir, remove_if_empty
+from tf_resnet9 import backends, builders
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.config.recipes import RECIPES
+from tf_resnet9.config.settings import RunSettings, resolve
+from tf_resnet9.data.splits import Splits, load_splits
+from tf_resnet9.errors import ConfigError, MissingPackage
+from tf_resnet9.outputs import checkpoints, export, report, tensorboard
+from tf_resnet9.outputs import workdir as folder
+from tf_resnet9.outputs.progress import ProgressLine, ProgressTable
+from tf_resnet9.outputs.results import RunResults, environment, library_versions
+from tf_resnet9.training import loop
+from tf_resnet9.training.evaluation import EvalSet
+from tf_resnet9.training.records import Progress
+from tf_resnet9.training.steps import CompiledSteps
 
-RESULTS_FILE = "results.json"
-REPORT_FILE = "report.png"
-TENSORBOARD_FOLDER = "tensorboard"
 QUICK_CHECK = "--width 0.25 --epochs 2 --train_limit 4096"
 
 
@@ -34,233 +38,299 @@ def train_and_evaluate(
     out=None,
     callbacks: tuple[keras.callbacks.Callback, ...] = (),
     resume: bool = False,
-) -> dict:
+) -> RunResults:
     """Trains `config.model` by `config`'s recipe, evaluating on the test set (and the
     validation set, with `config.val_split`) after every epoch.
 
     Args:
         config: The run's settings.
         data_dir: Where CIFAR-10 is (see `tf_resnet9.load_cifar10`).
-        workdir: If set, a checkpoint after every epoch, and at the end `results.json`,
-            the trained model (`model_file(config)`, e.g. `resnet9.keras`) and the model
-            for inference (uint8 images
-            in, probabilities out: `inference.keras`, `classes.json`, and `saved_model/` on
-            TensorFlow; see `tf_resnet9.export`), each written atomically. Created at the
+        workdir: If set, a checkpoint after every epoch, and at the end `results.json` and
+            the trained model (e.g. `resnet9.keras`) first, then the extras: `report.png`,
+            TensorBoard's weight histograms, the model for inference (`inference.keras`,
+            `classes.json`) and, on TensorFlow, `saved_model/`. Each file is written whole
+            or not at all; an extra that fails is named on `out` (and in the result's
+            `unwritten`), and the others are still written. The folder is created at the
             start (so that a bad path fails before training) and removed again if the run
             fails and left it empty.
         out: Text stream for progress (default stdout).
-        callbacks: Keras callbacks called by the epoch loop (`tf_resnet9.loop`), after the
-            run's own (progress table, checkpoints, TensorBoard, report).
+        callbacks: Keras callbacks called by the epoch loop (`tf_resnet9.training.loop`),
+            after the run's own (progress, checkpoints, TensorBoard).
         resume: Continue from the latest checkpoint in `workdir` (written after every
-            epoch), to the same results an uninterrupted run reaches.
+            epoch), to the same results an uninterrupted run reaches. If the checkpoint is
+            of the last epoch, only the end-of-run files that are missing are written.
 
     Returns:
-        The results: config, per-epoch metrics, final test accuracy, timings, device, versions.
+        The results (`RunResults`), with `unwritten`: {file: why} of the extras that failed.
 
     Raises:
         ConfigError: a setting does not fit the data or the backend.
+        MissingPackage: a package the run needs is not installed (before any data is read).
         DatasetError: CIFAR-10 is missing or corrupt.
-        TrainingDiverged: the loss became NaN or infinite.
+        TrainingDiverged: a loss or metric became NaN or infinite.
         CheckpointError: `resume` finds no usable checkpoint.
     """
     wall_start = time.perf_counter()
     out = out or sys.stdout
     if resume and workdir is None:
         raise ConfigError("resume", True, "it needs the workdir of the run to resume.")
+    if workdir is not None:
+        check_packages(config)
     checkpoint = checkpoints.load_latest(workdir) if resume else None
-    created = make_workdir(workdir)
+    created = folder.make_workdir(workdir)
     try:
         results, model = _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start)
-        if workdir is not None:
-            _save_model(model, os.path.join(workdir, model_file(config)))
-            export.save_inference_model(model, results["class_names"], workdir)
-            write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
     except BaseException:
-        remove_if_empty(created)
+        folder.remove_if_empty(created)
         raise
-    return results
+    if workdir is None:
+        return results
+    finished_before = checkpoint is not None and checkpoint.epoch >= config.epochs
+    unwritten = write_outputs(results, model, workdir, out, only_missing=finished_before)
+    return dataclasses.replace(results, unwritten=unwritten)
+
+
+def check_packages(config: TrainConfig) -> None:
+    """Raises MissingPackage, naming it and how to install it, for a package the outputs of
+    a run with `config` will need: checked before any data is read."""
+    needed = {report.PACKAGE: "report.png and TensorBoard's confusion matrices"}
+    if config.tensorboard:
+        needed[tensorboard.PACKAGE] = "TensorBoard logs (or pass --notensorboard)"
+    for package, needs in needed.items():
+        if importlib.util.find_spec(package) is None:
+            raise MissingPackage(
+                f"{package} is not installed: {needs} need it. pip install {package}"
+            )
 
 
 def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
-    source = data.locate(data_dir, config.dataset)
-    (x_train, y_train), (x_test, y_test) = data.read(source)
-    (x_train, y_train), validation = _split_validation(config, x_train, y_train)
-    train_subset = data.balanced_subset(y_train, config.train_limit, config.subset_seed)
-    test_subset = data.balanced_subset(y_test, config.test_limit, config.subset_seed)
-    x_train, y_train = x_train[train_subset], y_train[train_subset]
-    x_test, y_test = x_test[test_subset], y_test[test_subset]
-    run = settings.resolve(config, len(x_train), len(x_test))
-    names = data.class_names(source)
-    if run.device.kind == "cpu":
-        print(cpu_warning(config, run.device.name), file=out)
-    held_out = f", {len(validation[1])} validation" if validation else ""
-    print(
-        f"{config.model} by the {config.recipe} recipe; data: {source} ({len(x_train)} train"
-        f"{held_out}, {len(x_test)} test images); device: "
-        f"{run.device.name}; backend: {run.backend}; precision: {run.precision}; "
-        f"augmentation: {run.augment}; XLA: {'on' if config.jit else 'off'}",
-        file=out,
+    splits = load_splits(
+        data_dir,
+        config.dataset,
+        config.val_split,
+        config.train_limit,
+        config.test_limit,
+        config.subset_seed,
     )
-
+    run = resolve(config, len(splits.train[1]), len(splits.test[1]))
+    _announce(config, run, splits, out)
     if config.deterministic:
         backends.make_deterministic(config.jit)
     keras.utils.set_random_seed(config.seed)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr, x_train)
-    progress = None
-    if checkpoint is not None:
-        progress = checkpoints.restore(
-            checkpoint, config, steps.model, steps.optimizer, steps.ema_variables
+    steps = builders.build_steps(config, run.precision, lr, splits.train[0])
+    progress = _restore(checkpoint, config, steps, out) if checkpoint else Progress((), 0, 0)
+    if checkpoint is not None and checkpoint.epoch >= config.epochs:
+        fitted, compile_time = _restored_fit(checkpoint), checkpoint.compile_time_s
+    else:
+        compile_time = _compile(config, run, splits, steps, out)
+        own = _run_callbacks(config, run, splits, workdir, steps, progress, compile_time, out)
+        lr_of_update = builders.lr_of_update(steps.optimizer, lr)
+        make_inputs = lambda: _inputs(config, run, splits)  # noqa: E731 - after the clock starts
+        fitted = loop.fit(
+            steps, make_inputs, config.epochs, lr_of_update, [*own, *callbacks], progress
         )
-        if checkpoint.epoch >= config.epochs:
-            raise ConfigError("resume", True, f"{checkpoint.path}: the run is already complete.")
-        print(f"resuming from {checkpoint.path} (epoch {checkpoint.epoch})", file=out)
-    input_type = DeviceInput if run.augment == "device" else HostInput
+    steps.keep_evaluated_weights()
+    results = _results(config, run, splits, fitted, checkpoint, compile_time, wall_start)
+    _summarise(results, out)
+    return results, steps.model
 
-    def make_train_input(images, labels):
-        augmentation = {"pad": config.pad}
-        if input_type is HostInput:  # on the device, the compiled steps cut out
-            augmentation["cutout"] = config.cutout
-        return input_type(
-            images, labels, config.batch_size, run.steps_per_call, config.seed, **augmentation
-        )
 
-    def make_eval_sets():
-        sets = {"test": EvalSet.build(x_test, y_test, run.eval_batch_size)}
-        if validation:
-            sets["val"] = EvalSet.build(*validation, run.eval_batch_size)
-        return sets
+def _restore(checkpoint, config: TrainConfig, steps: CompiledSteps, out) -> Progress:
+    progress = checkpoints.restore(
+        checkpoint, dataclasses.asdict(config), steps.model, steps.optimizer, steps.ema_variables
+    )
+    print(f"resuming from {checkpoint.path} (epoch {checkpoint.epoch})", file=out)
+    return progress
 
+
+def _announce(config: TrainConfig, run: RunSettings, splits: Splits, out) -> None:
+    if run.device.kind == "cpu":
+        print(cpu_warning(config, run.device.name), file=out)
+    held_out = f", {len(splits.val[1])} validation" if splits.val else ""
+    print(
+        f"{config.model} by the {config.recipe} recipe; data: {splits.source} "
+        f"({len(splits.train[1])} train{held_out}, {len(splits.test[1])} test images); "
+        f"device: {run.device.name}; backend: {run.backend}; precision: {run.precision}; "
+        f"augmentation: {run.augment}; XLA: {'on' if config.jit else 'off'}",
+        file=out,
+    )
+
+
+def _eval_sets(run: RunSettings, splits: Splits, stand_in: bool = False) -> dict[str, EvalSet]:
+    """{"test": ..., "val": ...} (validation only with one); zeros of the same shapes for
+    compiling (`stand_in`)."""
+    named = {"test": splits.test} | ({"val": splits.val} if splits.val else {})
+    if stand_in:
+        named = {name: tuple(map(np.zeros_like, split)) for name, split in named.items()}
+    return {name: EvalSet.build(*split, run.eval_batch_size) for name, split in named.items()}
+
+
+def _inputs(config, run, splits):
+    return builders.train_input(config, run, *splits.train), _eval_sets(run, splits)
+
+
+def _compile(config, run, splits, steps: CompiledSteps, out) -> float:
     print(
         f"compiling the training and evaluation steps{' with XLA' if config.jit else ''} "
         "(once per run; about a minute on a CPU) ...",
         file=out,
         flush=True,
     )
-    compile_time = loop.warm_up(
+    stand_in = tuple(map(np.zeros_like, splits.train))
+    seconds = loop.warm_up(
         steps,
-        lambda: make_train_input(np.zeros_like(x_train), np.zeros_like(y_train)),
-        [
-            EvalSet.build(np.zeros_like(images), np.zeros_like(labels), run.eval_batch_size)
-            for images, labels in [(x_test, y_test), *([validation] if validation else [])]
-        ],
+        lambda: builders.train_input(config, run, *stand_in),
+        list(_eval_sets(run, splits, stand_in=True).values()),
     )
-    print(f"compiled in {compile_time:.1f} s; training", file=out, flush=True)
-    fitted = loop.fit(
-        steps,
-        lambda: (make_train_input(x_train, y_train), make_eval_sets()),
-        config.epochs,
-        builders.lr_of_update(steps.optimizer, lr),
-        (*_run_callbacks(config, run, names, workdir, steps, progress, out), *callbacks),
-        progress,
-    )
-    steps.keep_evaluated_weights()
-    per_class = _per_class_accuracy(fitted.evaluation.confusion)
-
-    images_trained = config.epochs * run.steps_per_epoch * config.batch_size
-    results = {
-        "config": dataclasses.asdict(config) | run.record(),
-        "recipe": {"name": config.recipe, "source": RECIPES[config.recipe].source},
-        "data": {
-            "source": str(source),
-            "train_images": len(x_train),
-            "validation_images": len(validation[1]) if validation else 0,
-            "test_images": len(x_test),
-            "train_subset": _subset_record(config.train_limit, config, y_train),
-            "test_subset": _subset_record(config.test_limit, config, y_test),
-        },
-        "steps_per_epoch": run.steps_per_epoch,
-        "epochs": fitted.records,
-        "test_accuracy": fitted.records[-1]["test_acc"],
-        "test_top5_accuracy": fitted.records[-1]["test_top5_acc"],
-        "class_names": list(names),
-        "per_class_accuracy": dict(zip(names, per_class)),
-        "confusion_matrix": fitted.evaluation.confusion.tolist(),  # rows: the true class
-        "resumed_from_epoch": checkpoint.epoch if checkpoint else None,
-        "compile_time_s": compile_time,
-        "training_time_s": fitted.training_time_s,
-        "eval_time_s": fitted.eval_time_s,
-        "hooks_time_s": fitted.hooks_time_s,
-        "wall_time_s": time.perf_counter() - wall_start,
-        "images_per_s": images_trained / fitted.training_time_s,
-        "device": dataclasses.asdict(run.device),
-        "versions": library_versions(),
-        "seed": config.seed,
-    }
-    print(per_class_table(names, per_class), file=out)
-    print(
-        f"test accuracy {results['test_accuracy']:.2%} | training "
-        f"{results['training_time_s']:.1f} s (DAWNBench: preprocessing + training, evaluation "
-        f"excluded) | compile {compile_time:.1f} s | wall {results['wall_time_s']:.1f} s",
-        file=out,
-    )
-    return results, steps.model
+    print(f"compiled in {seconds:.1f} s; training", file=out, flush=True)
+    return seconds
 
 
-def _run_callbacks(config, run, names, workdir, steps, progress, out):
+def _run_callbacks(config, run, splits, workdir, steps, progress, compile_time, out):
     """The run's own callbacks: the learning rate's (plateau: first, so that a checkpoint
     holds the lr the next epoch uses); with a workdir, checkpoints (before the table: an
-    epoch's row is printed once its checkpoint is on disk), TensorBoard logs and the
-    report; the progress line and table."""
-    earlier = progress.records if progress else ()
-    callbacks = builders.lr_callbacks(config, steps.optimizer, earlier)
+    epoch's row is printed once its checkpoint is on disk) and TensorBoard logs; the
+    progress line and table."""
+    callbacks = builders.lr_callbacks(config, steps.optimizer, progress.records)
     if workdir is not None:
         callbacks.append(
             checkpoints.Checkpointer(
                 workdir,
-                config,
+                dataclasses.asdict(config),
                 steps.optimizer,
                 config.keep_checkpoints,
+                compile_time,
                 progress,
                 steps.ema_variables,
             )
         )
-        if config.tensorboard and importlib.util.find_spec(backends.SUMMARY_PACKAGE) is None:
-            print(
-                f"TensorBoard logs off: {backends.SUMMARY_PACKAGE} is not installed "
-                f"(pip install {backends.SUMMARY_PACKAGE}).",
-                file=out,
-            )
-        elif config.tensorboard:
+        if config.tensorboard:
             callbacks.append(
-                TensorBoard(
-                    os.path.join(workdir, TENSORBOARD_FOLDER),
-                    names,
+                tensorboard.TensorBoard(
+                    os.path.join(workdir, folder.TENSORBOARD_FOLDER),
+                    splits.class_names,
                     steps.grad_groups,
                     config.grad_log_every,
                     run.steps_per_epoch,
                 )
             )
-        callbacks.append(RunReport(os.path.join(workdir, REPORT_FILE), names, earlier))
     line = ProgressLine(run.steps_per_epoch, config.batch_size, out)
     return [*callbacks, line, ProgressTable(out, validation=config.val_split > 0)]
 
 
-def model_file(config: TrainConfig) -> str:
-    """The trained model's file name in the workdir: the network's name, e.g. resnet9.keras."""
-    return f"{config.model}.keras"
+def _restored_fit(checkpoint: checkpoints.Checkpoint) -> loop.Fit:
+    """What `loop.fit` returned to the run that wrote the last epoch's checkpoint."""
+    progress = checkpoint.progress
+    return loop.Fit(
+        progress.records,
+        progress.training_time_s,
+        progress.eval_time_s,
+        progress.hooks_time_s,
+        checkpoint.confusion_matrix,
+    )
 
 
-def _split_validation(config: TrainConfig, images, labels):
-    """((training images, labels), (validation images, labels) or None): `config.val_split`
-    images held out, random and class-balanced, before any --train_limit subset is drawn."""
-    if not config.val_split:
-        return (images, labels), None
-    if config.val_split >= len(labels):
-        raise ConfigError(
-            "val_split",
-            config.val_split,
-            f"it must leave training images: the training set has {len(labels)}.",
-        )
-    held_out = data.balanced_subset(labels, config.val_split, config.subset_seed)
-    keep = np.setdiff1d(np.arange(len(labels)), held_out)
-    return (images[keep], labels[keep]), (images[held_out], labels[held_out])
+def _results(config, run, splits, fitted, checkpoint, compile_time, wall_start) -> RunResults:
+    return RunResults(
+        config=dataclasses.asdict(config) | run.record(),
+        recipe={"name": config.recipe, "source": RECIPES[config.recipe].source},
+        data=splits.record,
+        steps_per_epoch=run.steps_per_epoch,
+        epochs=fitted.records,
+        class_names=splits.class_names,
+        confusion_matrix=fitted.confusion,
+        resumed_from_epoch=checkpoint.epoch if checkpoint else None,
+        compile_time_s=compile_time,
+        training_time_s=fitted.training_time_s,
+        eval_time_s=fitted.eval_time_s,
+        hooks_time_s=fitted.hooks_time_s,
+        wall_time_s=time.perf_counter() - wall_start,
+        device=dataclasses.asdict(run.device),
+        versions=library_versions(),
+        environment=environment(),
+        seed=config.seed,
+    )
 
 
-def _per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
-    """Share of each class's test images classified right (None for a class without any)."""
-    totals = confusion.sum(axis=1)
-    return [float(confusion[c, c] / n) if n else None for c, n in enumerate(totals)]
+class Output(NamedTuple):
+    """A file (or folder) a run writes at its end."""
+
+    name: str  # its name in the workdir
+    write: Callable[[str], object]  # writes it, given its path
+    redo: bool = True  # a finished run resumed writes it again if it is missing
+
+
+def end_of_run_outputs(results: RunResults, model: keras.Model, workdir) -> tuple[list, list]:
+    """(what a run's result is: results.json and the trained model; the extras: report.png,
+    the model for inference, TensorBoard's weight histograms, the SavedModel)."""
+    names, epochs = results.class_names, results.epochs
+    essential = [
+        Output(folder.RESULTS_FILE, results.write),
+        Output(folder.model_file(results.config["model"]), lambda p: export.save_model(model, p)),
+    ]
+    extras = [
+        Output(
+            folder.REPORT_FILE,
+            lambda p: report.draw_report(epochs, results.confusion_matrix, names, p),
+        ),
+        Output(export.INFERENCE_FILE, lambda p: export.save_inference_model(model, names, workdir)),
+    ]
+    if results.config["tensorboard"]:
+        logdir = os.path.join(workdir, folder.TENSORBOARD_FOLDER)
+        write = lambda p: tensorboard.write_weight_histograms(logdir, model, len(epochs))  # noqa: E731
+        # Inside the event files, beside the epochs' logs: nothing to tell missing.
+        extras.append(Output("TensorBoard's weight histograms", write, redo=False))
+    if results.config["backend"] == "tensorflow":
+        saved = lambda p: export.export_saved_model(model, names, workdir)  # noqa: E731
+        extras.append(Output(export.SAVED_MODEL_DIR, saved))
+    return essential, extras
+
+
+def write_outputs(
+    results: RunResults, model: keras.Model, workdir, out, only_missing: bool = False
+) -> dict[str, str]:
+    """Writes results.json and the trained model, then each extra on its own: one that fails
+    is named on `out` with why, and the others are still written.
+
+    Args:
+        only_missing: Write only the files that are not there (a finished run resumed).
+
+    Returns:
+        {name: why} of the extras not written.
+    """
+    essential, extras = end_of_run_outputs(results, model, workdir)
+    wanted = [
+        output
+        for output in essential + extras
+        if not only_missing
+        or (output.redo and not os.path.exists(os.path.join(workdir, output.name)))
+    ]
+    unwritten = {}
+    for output in wanted:
+        path = os.path.join(workdir, output.name)
+        if output in essential:  # not isolated: without these the run has no result
+            output.write(path)
+            continue
+        try:
+            output.write(path)
+        except Exception as e:  # noqa: BLE001 - each extra's failure is reported, not fatal
+            unwritten[output.name] = f"{type(e).__name__}: {e}"
+            print(f"error: {output.name} not written: {unwritten[output.name]}", file=out)
+    if only_missing:
+        done = [output.name for output in wanted if output.name not in unwritten]
+        print(f"written again: {', '.join(done) or 'nothing (none was missing)'}", file=out)
+    return unwritten
+
+
+def _summarise(results: RunResults, out) -> None:
+    print(per_class_table(results.class_names, list(results.per_class_accuracy.values())), file=out)
+    print(
+        f"test accuracy {results.test_accuracy:.2%} | training "
+        f"{results.training_time_s:.1f} s (DAWNBench: preprocessing + training, evaluation "
+        f"excluded) | compile {results.compile_time_s:.1f} s | wall {results.wall_time_s:.1f} s",
+        file=out,
+    )
 
 
 def per_class_table(names, accuracies) -> str:
@@ -283,22 +353,3 @@ def cpu_warning(config: TrainConfig, cpu: str) -> str:
     )
     hint = f" For a quick check: {QUICK_CHECK}." if full_size else ""
     return f"No GPU found: training on the CPU ({cpu}), which is slow.{hint}"
-
-
-def _subset_record(limit: int | None, config: TrainConfig, labels: np.ndarray) -> dict | None:
-    """How a --train_limit / --test_limit subset was drawn, and its images per class."""
-    if limit is None:
-        return None
-    counts = np.bincount(labels, minlength=data.num_classes(config.dataset))
-    return {
-        "limit": limit,
-        "method": "random, class-balanced",
-        "seed": config.subset_seed,
-        "per_class": counts.tolist(),
-    }
-
-
-def _save_model(model: keras.Model, path: str) -> None:
-    partial = path + ".partial.keras"  # Keras insists on the .keras suffix
-    model.save(partial)
-    os.replace(partial, path)

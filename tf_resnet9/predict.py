@@ -20,7 +20,8 @@ import numpy as np
 from absl import app, flags
 
 from tf_resnet9 import commands
-from tf_resnet9.config import MODELS
+from tf_resnet9.data.cifar import IMAGE_SHAPE
+from tf_resnet9.models import MODELS
 
 FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
 flags.DEFINE_string(
@@ -33,9 +34,9 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "top", 3, "How many classes to print per image.", lower_bound=1, flag_values=FLAGS
 )
-# What a workdir holds (tf_resnet9.export, tf_resnet9.experiment), best first.
+# What a workdir holds (tf_resnet9.outputs.export, .workdir), best first.
 MODEL_FILES = ("inference.keras", *(f"{model}.keras" for model in MODELS))
-IMAGE_SIZE = 32
+IMAGE_SIZE = IMAGE_SHAPE[0]
 # Images per call of the model: one batch for any usual number of files, while the
 # activations of a full-width ResNet9 (two layers' worth live at once, under 1 MB per
 # image in float32) stay under 256 MB.
@@ -51,6 +52,11 @@ def main(argv: list[str]) -> int:
     if not paths:
         raise app.UsageError("No images given: expected one or more image files.")
     commands.prepare_environment()
+    with commands.NativeLogFilter():
+        return _classify_files(paths)
+
+
+def _classify_files(paths: list[str]) -> int:
     if FLAGS.model is None:
         print(
             "error: --model is required: a training run's workdir or a .keras file in it.",
@@ -60,9 +66,8 @@ def main(argv: list[str]) -> int:
     try:
         model_path = find_model(FLAGS.model)
         # Keras and its backend start here, not at the top, so that --help and flag errors
-        # answer at once; loading the weights starts the device, which logs too.
-        with commands.without_native_startup_logs():
-            classify, class_names = load_classifier(model_path)
+        # answer at once.
+        classify, class_names = load_classifier(model_path)
     except ModelError as e:
         print(f"error: --model={FLAGS.model}: {e}", file=sys.stderr)
         return 1
@@ -118,10 +123,10 @@ def load_classifier(path: str):
     """Loads a saved model as a function uint8 images (B, 32, 32, 3) -> probabilities.
 
     Args:
-        path: An `inference.keras` (uint8 images -> probabilities, `tf_resnet9.export`) or a
-            training model such as `resnet9.keras` (normalised images -> logits), told apart by
-            their input dtype. For the latter, this applies `tf_resnet9.preprocess` and a
-            softmax.
+        path: An `inference.keras` (uint8 images -> probabilities,
+            `tf_resnet9.outputs.export`) or a training model such as `resnet9.keras`
+            (normalised images -> logits), told apart by their input dtype. For the latter,
+            this applies `tf_resnet9.preprocess` and a softmax.
 
     Returns:
         (classify, class_names): `classify` maps a NumPy batch to a float32 NumPy array
@@ -134,8 +139,8 @@ def load_classifier(path: str):
     """
     import keras
 
-    from tf_resnet9 import data, export
-    from tf_resnet9.augment import preprocess
+    from tf_resnet9.data.augment import preprocess
+    from tf_resnet9.outputs import export
 
     try:
         # compile=False: the training model's optimizer and schedule are not needed.
@@ -144,28 +149,14 @@ def load_classifier(path: str):
         raise ModelError(f"could not load it as a Keras model: {_one_line(e)}") from None
     if (
         len(model.inputs) != 1
-        or tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 3)
+        or tuple(model.input_shape[1:]) != IMAGE_SHAPE
         or len(model.output_shape) != 2
     ):
         raise ModelError(
             f"the model maps {model.input_shape} to {model.output_shape}: expected images "
             "(B, 32, 32, 3) to (B, num_classes)."
         )
-    num_classes = model.output_shape[-1]
-    classes_path = os.path.join(os.path.dirname(path), export.CLASSES_FILE)
-    if os.path.exists(classes_path):
-        try:
-            class_names = export.read_class_names(classes_path)
-        except ValueError as e:
-            raise ModelError(str(e)) from None
-        source = classes_path
-    else:
-        class_names, source = list(data.class_names("cifar10")), "CIFAR-10's class names"
-    if len(class_names) != num_classes:
-        raise ModelError(
-            f"the model has {num_classes} outputs but {source} names {len(class_names)} classes."
-        )
-
+    class_names = _class_names_beside(path, model.output_shape[-1])
     if keras.backend.standardize_dtype(model.inputs[0].dtype) == "uint8":
 
         def classify(images):
@@ -178,6 +169,27 @@ def load_classifier(path: str):
             return keras.ops.convert_to_numpy(keras.ops.softmax(logits))
 
     return classify, class_names
+
+
+def _class_names_beside(path: str, num_classes: int) -> list[str]:
+    """The names in the `classes.json` beside the model, else CIFAR-10's, one per output."""
+    from tf_resnet9.data import cifar
+    from tf_resnet9.outputs import export
+
+    classes_path = os.path.join(os.path.dirname(path), export.CLASSES_FILE)
+    if os.path.exists(classes_path):
+        try:
+            class_names = export.read_class_names(classes_path)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
+        source = classes_path
+    else:
+        class_names, source = list(cifar.class_names("cifar10")), "CIFAR-10's class names"
+    if len(class_names) != num_classes:
+        raise ModelError(
+            f"the model has {num_classes} outputs but {source} names {len(class_names)} classes."
+        )
+    return class_names
 
 
 class ImageError(Exception):

@@ -12,7 +12,6 @@ a flag of the same name; --recipe sets their defaults. See README.org.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import signal
 import sys
@@ -20,8 +19,11 @@ import threading
 
 from absl import app, flags
 
-from tf_resnet9 import commands, config_flags, hardware, workdir
-from tf_resnet9.config import ConfigError
+from tf_resnet9 import commands
+from tf_resnet9.backends import xla_flags
+from tf_resnet9.config import flags as config_flags
+from tf_resnet9.errors import USER_ERRORS, ConfigError
+from tf_resnet9.outputs import workdir
 
 FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
 CONFIG_FLAGS = config_flags.define_config_flags(flag_values=FLAGS)
@@ -35,7 +37,8 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "workdir",
     None,
-    "Where results.json and the trained model (resnet9.keras, ...) go. Unset: runs/<date-time>.",
+    "Where results.json and the trained model (resnet9.keras, ...) go. Unset: "
+    "runs/<model>-<recipe>-<date>-<time>.",
     flag_values=FLAGS,
 )
 flags.DEFINE_boolean(
@@ -54,38 +57,31 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     commands.prepare_environment(quiet=not FLAGS.verbose)
-    if FLAGS.deterministic:
-        # Read by XLA when JAX starts a GPU backend: before the imports below.
-        os.environ["XLA_FLAGS"] = " ".join(
-            filter(None, [os.environ.get("XLA_FLAGS"), hardware.DETERMINISTIC_XLA_FLAG])
+    if FLAGS.deterministic:  # read by XLA when the backend starts: before Keras is imported
+        os.environ["XLA_FLAGS"] = xla_flags.with_flag(
+            xla_flags.DETERMINISTIC, os.environ.get("XLA_FLAGS")
         )
-    run_dir = FLAGS.workdir or os.path.join(
-        "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    )
     try:
         config = config_flags.config_from_flags(CONFIG_FLAGS, FLAGS)
+        run_dir = FLAGS.workdir or workdir.default_workdir(config.model, config.recipe)
         created = workdir.make_workdir(run_dir)
     except ConfigError as e:
         return _error(e)
-    with StopOnSignal(run_dir, created):
+    quiet = contextlib.nullcontext() if FLAGS.verbose else commands.NativeLogFilter()
+    with quiet as native_logs, StopOnSignal(run_dir, created, native_logs):
         # Imported here, not at the top, so that --help and flag errors answer without
         # starting TensorFlow (seconds).
-        with contextlib.nullcontext() if FLAGS.verbose else commands.without_native_startup_logs():
-            from tf_resnet9.checkpoints import CheckpointError
-            from tf_resnet9.data import DatasetError
-            from tf_resnet9.experiment import train_and_evaluate
-            from tf_resnet9.loop import TrainingDiverged
+        from tf_resnet9.experiment import train_and_evaluate
 
-            hardware.current_device()  # probing for a GPU logs too
         try:
-            train_and_evaluate(
+            results = train_and_evaluate(
                 config, data_dir=FLAGS.data_dir, workdir=run_dir, resume=FLAGS.resume
             )
-        except (ConfigError, DatasetError, TrainingDiverged, CheckpointError) as e:
+        except USER_ERRORS as e:
             workdir.remove_if_empty(created)
             return _error(e)
-    print(f"results: {os.path.join(run_dir, 'results.json')}")
-    return 0
+    print(f"results: {os.path.join(run_dir, workdir.RESULTS_FILE)}")
+    return 1 if results.unwritten else 0
 
 
 def _error(error: Exception) -> int:
@@ -110,12 +106,15 @@ class StopOnSignal:
 
     Args:
         run_dir: The run's workdir.
-        created: The folders this run created (`tf_resnet9.workdir.make_workdir`).
+        created: The folders this run created (`tf_resnet9.outputs.workdir.make_workdir`).
+        native_logs: The `commands.NativeLogFilter` in use, if any: closed before the
+            process ends, so that the last lines reach stderr.
     """
 
-    def __init__(self, run_dir: str, created: list[str]):
+    def __init__(self, run_dir: str, created: list[str], native_logs=None):
         self.run_dir = run_dir
         self.created = created
+        self.native_logs = native_logs
         self._lock = threading.Lock()
 
     def __enter__(self):
@@ -160,6 +159,8 @@ class StopOnSignal:
                 file=sys.stderr,
                 flush=True,
             )
+            if self.native_logs is not None:
+                self.native_logs.close()
             os._exit(128 + signum)
 
 

@@ -1,11 +1,13 @@
 """Everything that differs between Keras' backends; the rest of tf_resnet9 is written once,
-in `keras.ops`. This package picks the module for the active Keras backend; both offer:
+in `keras.ops`. This package picks the module for the active Keras backend; both offer what
+follows, loaded on first use (so that the commands can set XLA's flags before Keras starts).
+`device` (the device training runs on) and `xla_flags` (the XLA flags the package sets)
+are shared by both.
 
     NAME                      "tensorflow" or "jax"
     DEFAULT_AUGMENT           where augmentation runs unless told: "host" (tf.data) or
                               "device"
     HOST_AUGMENT              whether the tf.data input path (--augment host) is available
-    SUMMARY_PACKAGE           the package summary_writer needs (tensorboard, tensorboardX)
     value_and_grad(fn)        fn(params, *args) -> (loss, aux); returns a function giving
                               ((loss, aux), grads), grads shaped like params
     compile_fn(fn, jit)       fn compiled as one program (XLA when jit is True); the
@@ -15,7 +17,7 @@ in `keras.ops`. This package picks the module for the active Keras backend; both
     randint(seed, shape, low, high)   int32 uniform in low..high-1
     permutation(seed, count)  a random permutation of 0..count-1 (int32)
     wait(tree)                blocks until every array in `tree` has been computed
-    gpu()                     (name, compute capability or None) of the first GPU, or None
+    gpu()                     (name, compute capability or None, count) of the GPUs, or None
     make_deterministic(jit)   every op deterministic from now on (raises where it cannot be)
     TrainingState(groups, optimizer)
                               where the weights live between compiled calls, for the
@@ -25,36 +27,41 @@ in `keras.ops`. This package picks the module for the active Keras backend; both
                               non_trainable) (extra unchanged), with_extra(state,
                               extra), finish(state),
                               run_discarding_updates(step_fn, *args)
-    summary_writer(logdir)    a TensorBoard event file writer: scalar(name, value, step),
-                              image(name, rgb_uint8_hwc, step), histogram(name, values,
-                              step), flush(), close(); tf.summary on TensorFlow (needs
-                              tensorboard), tensorboardX on JAX
 """
 
-import keras
+import importlib
 
-NAME = keras.backend.backend()
-if NAME == "jax":
-    from tf_resnet9.backends import jax_backend as _active
-elif NAME == "tensorflow":
-    from tf_resnet9.backends import tensorflow_backend as _active
-else:
-    raise ImportError(
-        f"tf_resnet9 runs on Keras' tensorflow or jax backend, not {NAME!r}: "
-        "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax."
-    )
+_NAMES = (
+    "DEFAULT_AUGMENT",
+    "HOST_AUGMENT",
+    "value_and_grad",
+    "compile_fn",
+    "make_seed",
+    "split_seed",
+    "randint",
+    "permutation",
+    "wait",
+    "gpu",
+    "make_deterministic",
+    "TrainingState",
+)
 
-DEFAULT_AUGMENT = _active.DEFAULT_AUGMENT
-HOST_AUGMENT = _active.HOST_AUGMENT
-value_and_grad = _active.value_and_grad
-compile_fn = _active.compile_fn
-make_seed = _active.make_seed
-split_seed = _active.split_seed
-randint = _active.randint
-permutation = _active.permutation
-wait = _active.wait
-gpu = _active.gpu
-make_deterministic = _active.make_deterministic
-TrainingState = _active.TrainingState
-summary_writer = _active.summary_writer
-SUMMARY_PACKAGE = _active.SUMMARY_PACKAGE
+
+def _active():
+    import keras  # starts the backend
+
+    name = keras.backend.backend()
+    if name not in ("jax", "tensorflow"):
+        raise ImportError(
+            f"tf_resnet9 runs on Keras' tensorflow or jax backend, not {name!r}: "
+            "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax."
+        )
+    return importlib.import_module(f"tf_resnet9.backends.{name}_backend")
+
+
+def __getattr__(name: str):
+    if name == "NAME":
+        return _active().__name__.rsplit(".", 1)[1].removesuffix("_backend")
+    if name in _NAMES:
+        return getattr(_active(), name)
+    raise AttributeError(f"module 'tf_resnet9.backends' has no attribute {name!r}")

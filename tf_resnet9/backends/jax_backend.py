@@ -1,13 +1,11 @@
 """The backend functions on JAX (see tf_resnet9.backends)."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import keras
 from keras import ops
 
-from tf_resnet9.hardware import DETERMINISTIC_XLA_FLAG
+from tf_resnet9.backends import xla_flags
 
 # JAX has no tf.data: the training set is augmented on the device.
 DEFAULT_AUGMENT = "device"
@@ -49,24 +47,17 @@ def wait(tree):
 
 def make_deterministic(jit: bool) -> None:
     del jit  # JAX runs everything through XLA
-    # XLA on the CPU is deterministic already; on a GPU only with the flag, read at start.
-    if jax.default_backend() == "gpu" and DETERMINISTIC_XLA_FLAG not in os.environ.get(
-        "XLA_FLAGS", ""
-    ):
-        raise RuntimeError(
-            f"deterministic=True on JAX's GPU backend needs XLA_FLAGS={DETERMINISTIC_XLA_FLAG} "
-            "before JAX starts (python -m tf_resnet9.train --deterministic sets it)."
-        )
+    xla_flags.require_deterministic(jax.default_backend() == "gpu", "JAX")
 
 
-def gpu() -> tuple[str, tuple[int, int] | None] | None:
-    device = jax.devices()[0]
-    if device.platform != "gpu":
+def gpu() -> tuple[str, tuple[int, int] | None, int] | None:
+    devices = jax.local_devices()
+    if devices[0].platform != "gpu":
         return None
-    capability = getattr(device, "compute_capability", None)
+    capability = getattr(devices[0], "compute_capability", None)
     if capability is not None:
         capability = tuple(int(part) for part in str(capability).split(".")[:2])
-    return device.device_kind, capability
+    return devices[0].device_kind, capability, len(devices)
 
 
 class TrainingState:
@@ -107,39 +98,3 @@ class TrainingState:
     def run_discarding_updates(self, step_fn, *args):
         # The compiled function consumes (donates) the state it is given: pass a copy.
         return step_fn(keras.tree.map_structure(ops.copy, self.initial()), *args)
-
-
-class _TensorBoardXWriter:
-    """TensorBoard events through tensorboardX: the same files as tf.summary's, no TensorFlow."""
-
-    def __init__(self, writer):
-        self._writer = writer  # a tensorboardX.SummaryWriter
-
-    def scalar(self, name: str, value, step: int) -> None:
-        self._writer.add_scalar(name, float(value), global_step=step)
-
-    def image(self, name: str, rgb_uint8_hwc, step: int) -> None:
-        self._writer.add_image(name, rgb_uint8_hwc, global_step=step, dataformats="HWC")
-
-    def histogram(self, name: str, values, step: int) -> None:
-        self._writer.add_histogram(name, values, global_step=step)
-
-    def flush(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-# What summary_writer needs installed.
-SUMMARY_PACKAGE = "tensorboardX"
-
-
-def summary_writer(logdir: str) -> _TensorBoardXWriter:
-    try:
-        from tensorboardX import SummaryWriter  # optional: only TensorBoard logging needs it
-    except ImportError as error:
-        raise ImportError(
-            "TensorBoard logging on JAX needs the tensorboardX package: pip install tensorboardX"
-        ) from error
-    return _TensorBoardXWriter(SummaryWriter(logdir))

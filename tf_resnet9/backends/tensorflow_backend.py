@@ -1,11 +1,9 @@
 """The backend functions on TensorFlow (see tf_resnet9.backends)."""
 
-import os
-
 import tensorflow as tf
 from keras import ops
 
-from tf_resnet9.hardware import DETERMINISTIC_XLA_FLAG
+from tf_resnet9.backends import xla_flags
 
 # tf.data is TensorFlow's own input path.
 DEFAULT_AUGMENT = "host"
@@ -50,24 +48,20 @@ def wait(tree):
 def make_deterministic(jit: bool) -> None:
     if not jit:
         tf.config.experimental.enable_op_determinism()
+        return
     # Compiled steps are XLA's: TensorFlow's deterministic mode refuses to compile max-pool
     # gradients ("no deterministic XLA implementation"), while XLA is deterministic on the
-    # CPU as it is, and on a GPU with the flag (read from XLA_FLAGS when it starts).
-    elif tf.config.list_physical_devices("GPU") and DETERMINISTIC_XLA_FLAG not in os.environ.get(
-        "XLA_FLAGS", ""
-    ):
-        raise RuntimeError(
-            f"deterministic=True with XLA on a GPU needs XLA_FLAGS={DETERMINISTIC_XLA_FLAG} "
-            "before TensorFlow starts (python -m tf_resnet9.train --deterministic sets it)."
-        )
+    # CPU as it is, and on a GPU with the flag.
+    xla_flags.require_deterministic(bool(tf.config.list_physical_devices("GPU")), "TensorFlow")
 
 
-def gpu() -> tuple[str, tuple[int, int] | None] | None:
+def gpu() -> tuple[str, tuple[int, int] | None, int] | None:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return None
     details = tf.config.experimental.get_device_details(gpus[0])
-    return details.get("device_name", gpus[0].name), details.get("compute_capability")
+    name = details.get("device_name", gpus[0].name)
+    return name, details.get("compute_capability"), len(gpus)
 
 
 class TrainingState:
@@ -110,45 +104,3 @@ class TrainingState:
         for variable, value in zip(variables, saved):
             variable.assign(value)
         return outputs
-
-
-class _TFSummaryWriter:
-    """TensorBoard events through `tf.summary` (its ops come from the tensorboard package)."""
-
-    def __init__(self, logdir: str):
-        self._writer = tf.summary.create_file_writer(logdir)
-
-    def scalar(self, name: str, value, step: int) -> None:
-        with self._writer.as_default():
-            tf.summary.scalar(name, value, step=step)
-
-    def image(self, name: str, rgb_uint8_hwc, step: int) -> None:
-        with self._writer.as_default():
-            tf.summary.image(name, rgb_uint8_hwc[None], step=step)  # a batch of one
-
-    def histogram(self, name: str, values, step: int) -> None:
-        with self._writer.as_default():
-            tf.summary.histogram(name, values, step=step)
-
-    def flush(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-# What summary_writer needs installed.
-SUMMARY_PACKAGE = "tensorboard"
-
-
-def summary_writer(logdir: str) -> _TFSummaryWriter:
-    # TensorFlow 2.21 no longer installs tensorboard, which implements tf.summary.scalar and
-    # the like; without it they fail only when first called, after an epoch of training.
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError as error:
-        raise ImportError(
-            "TensorBoard logging on TensorFlow needs the tensorboard package: "
-            "pip install tensorboard"
-        ) from error
-    return _TFSummaryWriter(logdir)

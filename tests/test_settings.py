@@ -1,0 +1,53 @@
+"""What a run's unset settings become, decided from the device: stand-in descriptions of
+GPUs the project has not got, so that the GPU's choices are checked on a CPU."""
+
+import pytest
+
+from tf_resnet9 import backends
+from tf_resnet9.backends.device import Device
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.config.settings import resolve
+from tf_resnet9.errors import ConfigError
+
+H100 = Device("gpu", "NVIDIA H100 80GB HBM3", (9, 0))
+A100 = Device("gpu", "NVIDIA A100-SXM4-40GB", (8, 0))
+V100 = Device("gpu", "Tesla V100-SXM2-16GB", (7, 0))
+T4 = Device("gpu", "Tesla T4", (7, 5))
+CPU = Device("cpu", "AMD EPYC, 2 cores")
+
+
+@pytest.mark.parametrize(
+    "device, precision",
+    [(H100, "mixed_bfloat16"), (A100, "mixed_bfloat16"), (V100, "mixed_float16"),
+     (T4, "mixed_float16"), (CPU, "float32")],
+)  # fmt: skip
+def test_precision_follows_the_device(device, precision):
+    # bf16 tensor cores from Ampere (8.0) on; fp16 (with a loss scale) before; a CPU float32.
+    assert resolve(TrainConfig(), 50_000, 10_000, device).precision == precision
+    given = TrainConfig(precision="float32")
+    assert resolve(given, 50_000, 10_000, device).precision == "float32"  # a flag given wins
+
+
+@pytest.mark.parametrize("device", [H100, V100, CPU])
+def test_a_gpu_trains_an_epoch_per_compiled_call_on_device_augmentation(device):
+    run = resolve(TrainConfig(augment="device"), 50_000, 10_000, device)
+    assert run.steps_per_epoch == 97  # 50,000 // 512: the last partial batch dropped
+    # On a CPU, XLA runs convolutions inside a loop far slower: one step per call there.
+    assert run.steps_per_call == (97 if device.kind == "gpu" else 1)
+    assert run.eval_batch_size == 512 and run.device == device
+    fixed = resolve(TrainConfig(augment="device", steps_per_call=10), 50_000, 10_000, device)
+    assert fixed.steps_per_call == 10
+    assert resolve(TrainConfig(steps_per_call=500), 5_000, 1_000, device).steps_per_call == 9
+
+
+def test_host_augmentation_feeds_one_step_per_call_even_on_a_gpu():
+    if not backends.HOST_AUGMENT:
+        with pytest.raises(ConfigError, match="augment='host' is invalid: the host pipeline"):
+            resolve(TrainConfig(augment="host"), 50_000, 10_000, H100)
+        return
+    assert resolve(TrainConfig(augment="host"), 50_000, 10_000, H100).steps_per_call == 1
+
+
+def test_a_batch_larger_than_the_data_is_refused():
+    with pytest.raises(ConfigError, match="batch_size=512 is invalid: larger than the 100"):
+        resolve(TrainConfig(), 100, 10, CPU)

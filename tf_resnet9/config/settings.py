@@ -1,0 +1,103 @@
+"""What a run's unset settings become on this machine and data: the device, the precision,
+where augmentation runs, steps per compiled call. One record, stored in results.json."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tf_resnet9 import backends
+from tf_resnet9.backends.device import Device, current_device
+from tf_resnet9.config.train_config import TrainConfig
+from tf_resnet9.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """The resolved settings of one run.
+
+    Attributes:
+        backend: Keras' backend, "tensorflow" or "jax".
+        device: Where training runs.
+        precision: Keras dtype policy ("float32", "mixed_bfloat16", ...).
+        augment: "device" or "host".
+        steps_per_epoch: Training images // batch size.
+        steps_per_call: Training steps per compiled call.
+        eval_batch_size: Test images per evaluation call.
+    """
+
+    backend: str
+    device: Device
+    precision: str
+    augment: str
+    steps_per_epoch: int
+    steps_per_call: int
+    eval_batch_size: int
+
+    def record(self) -> dict:
+        """The resolved values, as results.json stores them beside the config (the device
+        has an entry of its own there)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "device"}
+
+
+def default_precision(device: Device) -> str:
+    """bf16 mixed precision where the GPU has it, fp16 on older GPUs, float32 on the CPU.
+
+    bf16 needs no loss scaling; fp16 gets a dynamic loss scale (`tf_resnet9.builders`). On
+    the CPU, reduced precision is slower, not faster, in most builds.
+    """
+    if device.kind != "gpu":
+        return "float32"
+    return "mixed_bfloat16" if device.supports_bfloat16 else "mixed_float16"
+
+
+def default_steps_per_call(augment: str, device: Device, steps_per_epoch: int) -> int:
+    """A whole epoch per compiled call on a GPU with device augmentation; else one step.
+
+    Host batches arrive one at a time anyway, and XLA's CPU backend runs convolutions
+    inside a loop ~70x slower than outside one (measured on ResNet9).
+    """
+    return steps_per_epoch if augment == "device" and device.kind == "gpu" else 1
+
+
+def resolve(
+    config: TrainConfig, train_images: int, test_images: int, device: Device | None = None
+) -> RunSettings:
+    """The settings `config` leaves open, decided for this backend, device and data.
+
+    Args:
+        config: The run's settings.
+        train_images, test_images: How many images the run trains and tests on.
+        device: Where it runs; None: the backend's first device (`current_device`).
+
+    Raises:
+        ConfigError: a setting does not fit the backend or the data.
+    """
+    augment = config.augment or backends.DEFAULT_AUGMENT
+    if augment == "host" and not backends.HOST_AUGMENT:
+        raise ConfigError(
+            "augment",
+            augment,
+            f"the host pipeline is tf.data, which Keras' {backends.NAME} backend cannot feed; "
+            "use 'device'.",
+        )
+    if config.batch_size > train_images:
+        raise ConfigError(
+            "batch_size",
+            config.batch_size,
+            f"larger than the {train_images} training images (the last partial batch is "
+            "dropped, so no step would run).",
+        )
+    device = device or current_device()
+    steps_per_epoch = train_images // config.batch_size
+    steps_per_call = config.steps_per_call or default_steps_per_call(
+        augment, device, steps_per_epoch
+    )
+    return RunSettings(
+        backend=backends.NAME,
+        device=device,
+        precision=config.precision or default_precision(device),
+        augment=augment,
+        steps_per_epoch=steps_per_epoch,
+        steps_per_call=min(steps_per_call, steps_per_epoch),
+        eval_batch_size=min(config.batch_size, test_images),
+    )

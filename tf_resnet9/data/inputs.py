@@ -1,0 +1,133 @@
+"""Feeding the compiled training steps: the training set augmented on the accelerator
+(`DeviceInput`), or by tf.data on the host (`HostInput`, in `tf_resnet9.data.host_input`).
+
+Both are a `TrainInput`: per epoch, one chunk of arrays per compiled call (`epoch`), and
+`batches`, the function the compiled steps call inside the compiled program to take step i's
+(images, labels) out of a chunk. Each input owns its whole augmentation (pad, crop, flip,
+cutout): the steps see only normalised, augmented float32 batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+from keras import ops
+
+from tf_resnet9 import backends
+from tf_resnet9.data import augment
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and augmentation, from the run's seed and the epoch.
+
+    Any epoch can be drawn on its own, so a run resumed at epoch k draws exactly what an
+    uninterrupted run draws there: no random state needs saving beyond the seed.
+    """
+    # 31 bits: a valid seed for both backends' stateless generators and for tf.data.
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
+def chunk_lengths(steps: int, steps_per_call: int) -> list[int]:
+    """Steps of each call in an epoch: full chunks, then the remainder."""
+    return [min(steps_per_call, steps - start) for start in range(0, steps, steps_per_call)]
+
+
+class Batches(Protocol):
+    """Takes a step's batch out of a chunk, inside the compiled steps. Hashable: the compiled
+    steps keep one program per distinct `Batches` (a stand-in input for compiling and the
+    real one share theirs)."""
+
+    def count(self, chunk) -> int:
+        """Steps in the chunk (a static shape)."""
+
+    def __call__(self, chunk, i) -> tuple:
+        """(float32 images (B, 32, 32, 3), int32 labels (B,)) of step i of the chunk."""
+
+
+class TrainInput(Protocol):
+    batch_size: int  # images per step
+    steps: int  # steps per epoch; the last partial batch is dropped
+    steps_per_call: int
+    batches: Batches
+
+    def epoch(self, number: int) -> Iterator[tuple]:
+        """The chunks of epoch `number` (1-based), one per compiled call."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedBatches:
+    """Step i of a chunk of batches prepared already, (images (S, B, 32, 32, 3) float32,
+    labels (S, B) int32): what `HostInput`'s tf.data pipeline yields."""
+
+    def count(self, chunk) -> int:
+        return chunk[0].shape[0]
+
+    def __call__(self, chunk, i):
+        images, labels = chunk
+        return images[i], labels[i]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceBatches:
+    """Step i of a `DeviceInput` chunk: its images gathered from the padded training set on
+    the device, cropped, flipped, normalised and (with `cutout`) cut out there."""
+
+    cutout: bool
+
+    def count(self, chunk) -> int:
+        return chunk[2].shape[0]
+
+    def __call__(self, chunk, i):
+        padded, labels, batches, seeds = chunk
+        images = augment.augment_gathered(padded, batches[i], seeds[i], self.cutout)
+        return images, ops.take(labels, batches[i], axis=0)
+
+
+class DeviceInput:
+    """The training set on the accelerator: shuffled, cropped, flipped and cut out there.
+
+    Creating it is the recipe's preprocessing: the images go to the device once and are
+    padded there. Each epoch's shuffle and every step's random draws are made on the device
+    too; a chunk is (padded images, labels, the steps' image indices, the steps' seeds).
+
+    Args:
+        images: uint8 (N, 32, 32, 3).
+        labels: int (N,).
+        batch_size: Images per step; the last partial batch of an epoch is dropped.
+        steps_per_call: Steps per compiled call.
+        seed: Seeds the shuffles and augmentations of all epochs (see `epoch_seed`).
+        pad: "reflect" or "zero" (`tf_resnet9.data.augment.pad_images`).
+        cutout: Cut out a square in every image.
+    """
+
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size: int,
+        steps_per_call: int,
+        seed: int,
+        pad: str = "reflect",
+        cutout: bool = True,
+    ):
+        self.padded = augment.pad_images(ops.convert_to_tensor(images), pad)  # (N, 40, 40, 3)
+        self.labels = ops.convert_to_tensor(np.asarray(labels, np.int32))
+        self.batch_size = batch_size
+        self.steps = len(images) // batch_size
+        self.steps_per_call = steps_per_call
+        self.seed = seed
+        self.batches = DeviceBatches(cutout)
+
+    def epoch(self, number: int):
+        seed = backends.make_seed(epoch_seed(self.seed, number))
+        shuffle_seed, augment_seed = backends.split_seed(seed, 2)
+        count = self.steps * self.batch_size
+        order = backends.permutation(shuffle_seed, int(self.labels.shape[0]))[:count]
+        batches = ops.reshape(order, (self.steps, self.batch_size))  # (S, B)
+        step_seeds = backends.split_seed(augment_seed, self.steps)
+        for start in range(0, self.steps, self.steps_per_call):
+            end = start + self.steps_per_call
+            yield self.padded, self.labels, batches[start:end], step_seeds[start:end]

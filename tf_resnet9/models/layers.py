@@ -1,0 +1,249 @@
+"""The pieces every network here is built from: PyTorch's initialisation and BatchNorm
+settings, one `conv_bn` block, and the layers Keras lacks (ghost BatchNorm, CELU, option A's
+zero channels)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers, ops
+
+from tf_resnet9.models import ACTIVATIONS, INITS
+
+# PyTorch's BatchNorm2d defaults, in Keras' convention: torch updates
+# running = (1 - 0.1) * running + 0.1 * batch, Keras running = 0.9 * running + 0.1 * batch.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+# A factory of layers: (name, dtype policy) -> a Keras layer.
+LayerFactory = Callable[[str, object], layers.Layer]
+
+
+def kernel_initializer(init: str) -> keras.initializers.Initializer:
+    """The initializer for conv and dense kernels.
+
+    "torch" is PyTorch's default for Conv2d and Linear, kaiming_uniform(a=sqrt(5)), which
+    works out to U(-1/sqrt(fan_in), 1/sqrt(fan_in)); VarianceScaling draws U(-limit, limit)
+    with limit = sqrt(3 * scale / fan_in), so scale = 1/3. "he_uniform" has
+    limit = sqrt(6 / fan_in), sqrt(6) times wider: with weight decay that changes the
+    effective learning rate, so the two are not interchangeable.
+    """
+    if init == "torch":
+        return keras.initializers.VarianceScaling(
+            scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
+        )
+    if init == "he_uniform":
+        return keras.initializers.HeUniform()
+    if init == "he_normal":  # He et al. 2016's CIFAR ResNets
+        return keras.initializers.HeNormal()
+    raise ValueError(f"init={init!r} is invalid: expected one of {', '.join(INITS)}.")
+
+
+def check_options(num_classes: int, width: float, init: str, logit_scale: float) -> None:
+    """Raises ValueError, naming the argument, before a model with these options is built."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} is invalid: expected an integer >= 1.")
+    if not width > 0:
+        raise ValueError(f"width={width!r} is invalid: expected a number > 0.")
+    if not logit_scale > 0:
+        raise ValueError(f"logit_scale={logit_scale!r} is invalid: expected a number > 0.")
+    kernel_initializer(init)
+
+
+def full_precision(dtype) -> str:
+    """The dtype policy of a network's last layers (the global pool, the dense layer): float32
+    under a mixed policy, else the network's own (float64 stays float64). They cost nothing
+    next to the convolutions, and a reduced-precision max or mean there loses the most:
+    XLA's CPU compiler in JAX 0.11 even turns a compiled bf16 max over the final 4x4
+    window into NaN for some inputs."""
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype in ("bfloat16", "float16") else policy.name
+
+
+def scaled(channels: int, width: float) -> int:
+    """A channel count times the width multiplier, at least 1."""
+    return max(1, round(channels * width))
+
+
+def batch_norm(splits: int = 1, scale: bool = True) -> LayerFactory:
+    """BatchNorm with PyTorch's settings; ghost BatchNorm over `splits` sub-batches where
+    splits > 1; without a trained scale (gamma fixed at 1) where not `scale`."""
+
+    def make(name: str, dtype) -> layers.Layer:
+        options = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=scale, dtype=dtype)
+        if splits > 1:
+            return GhostBatchNorm(splits, name=name, **options)
+        return layers.BatchNormalization(name=name, **options)
+
+    return make
+
+
+def activation(kind: str = "relu", celu_alpha: float = 0.3) -> LayerFactory:
+    """ReLU, or CELU with its alpha; the layer is named `<block>_relu` or `<block>_celu`."""
+    if kind not in ACTIVATIONS:
+        raise ValueError(
+            f"activation={kind!r} is invalid: expected one of {', '.join(ACTIVATIONS)}."
+        )
+
+    def make(name: str, dtype) -> layers.Layer:
+        if kind == "celu":
+            return CELU(celu_alpha, dtype=dtype, name=f"{name}_celu")
+        return layers.ReLU(dtype=dtype, name=f"{name}_relu")
+
+    return make
+
+
+def conv_bn(
+    x,
+    filters: int,
+    name: str,
+    *,
+    init: str,
+    dtype,
+    kernel: int = 3,
+    stride: int = 1,
+    norm: LayerFactory | None = None,
+    act: LayerFactory | None = None,
+    pool: int = 0,
+    pool_before_norm: bool = False,
+):
+    """conv -> BN [-> act] [-> max pool], the block of every network here.
+
+    Layer names: `<name>_conv`, `<name>_bn`, the activation's, `<name>_pool`, and
+    `<name>_pad` before a strided convolution; they mirror the PyTorch modules' paths.
+
+    Args:
+        x: The input tensor (B, H, W, C).
+        filters: Output channels.
+        name: The block's name.
+        init: Kernel initialisation (`kernel_initializer`).
+        dtype: The layers' dtype policy.
+        kernel, stride: The convolution's size and stride.
+        norm: BatchNorm's factory (`batch_norm`); None: `batch_norm()`.
+        act: The activation's factory (`activation`); None: no activation.
+        pool: Max-pool size after the block (0: none).
+        pool_before_norm: Pool between the convolution and BN instead (Page's faster
+            recipe: BN and the activation then run on 4x fewer pixels).
+    """
+    x = _conv(x, filters, name, kernel, stride, init, dtype)
+
+    def pooled(x):
+        return layers.MaxPooling2D(pool, dtype=dtype, name=f"{name}_pool")(x)
+
+    if pool and pool_before_norm:
+        x = pooled(x)
+    x = (norm or batch_norm())(f"{name}_bn", dtype)(x)
+    if act is not None:
+        x = act(name, dtype)(x)
+    if pool and not pool_before_norm:
+        x = pooled(x)
+    return x
+
+
+def _conv(x, filters: int, name: str, kernel: int, stride: int, init: str, dtype):
+    if stride > 1 and kernel > 1:
+        # PyTorch's padding=kernel//2 on both sides. Keras' "same" with stride 2 on an even
+        # size pads 0 before and 1 after, which centres the windows on odd pixels: one pixel
+        # off option A's x[::2, ::2] shortcut and off every PyTorch CIFAR ResNet.
+        x = layers.ZeroPadding2D(kernel // 2, dtype=dtype, name=f"{name}_pad")(x)
+    return layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same" if stride == 1 else "valid",
+        use_bias=False,
+        # A fresh initializer per layer: an unseeded Keras initializer fixes its seed when
+        # created, so one shared instance gives same-shaped layers equal weights.
+        kernel_initializer=kernel_initializer(init),
+        dtype=dtype,
+        name=f"{name}_conv",
+    )(x)
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class GhostBatchNorm(layers.BatchNormalization):
+    """BatchNorm whose training statistics come from `splits` interleaved sub-batches.
+
+    In training, image b of the batch (B, H, W, C) belongs to sub-batch b % splits, as in
+    Page's code (his view(-1, C * splits, H, W) of an NCHW batch): sub-batch s holds images
+    s, s + splits, s + 2 splits, ... Each is normalised with its own mean and (biased, as
+    Keras') variance. The running statistics move towards the mean over the sub-batches of
+    their statistics, so inference, which uses them, normalises with the sub-batches'
+    average. With splits=1 this is `BatchNormalization`.
+
+    Args:
+        splits: Sub-batches per batch (Page: 16 of 32 images); it must divide the batch.
+        **kwargs: Passed to `keras.layers.BatchNormalization` (axis -1 only).
+    """
+
+    def __init__(self, splits: int = 16, **kwargs):
+        super().__init__(**kwargs)
+        if splits < 1:
+            raise ValueError(f"splits={splits!r} is invalid: expected an integer >= 1.")
+        self.splits = splits
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or self.splits == 1:
+            return super().call(inputs, training=training, mask=mask)
+        batch = inputs.shape[0]
+        if batch is not None and batch % self.splits:
+            raise ValueError(
+                f"a batch of {batch} is invalid for {self.name}: expected a multiple of "
+                f"splits={self.splits}."
+            )
+        # float32 statistics, as Keras' BatchNormalization computes them under bf16/fp16.
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        ghosts = ops.reshape(x, (-1, self.splits, *x.shape[1:]))  # (B/splits, splits, ...)
+        axes = (0, *range(2, len(ghosts.shape) - 1))
+        mean, variance = ops.moments(ghosts, axes=axes, keepdims=True)  # (1, splits, ..., C)
+        normalized = (ghosts - mean) * ops.rsqrt(variance + self.epsilon)
+        if self.scale:
+            normalized = normalized * ops.cast(self.gamma, x.dtype)
+        if self.center:
+            normalized = normalized + ops.cast(self.beta, x.dtype)
+        for moving, batch_value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            average = ops.reshape(ops.mean(batch_value, axis=1), moving.shape)
+            moving.assign(
+                ops.cast(moving, x.dtype) * self.momentum + average * (1.0 - self.momentum)
+            )
+        return ops.cast(ops.reshape(normalized, ops.shape(x)), self.compute_dtype)
+
+    def get_config(self):
+        return super().get_config() | {"splits": self.splits}
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class CELU(layers.Layer):
+    """CELU(x) = max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) (`keras.ops.celu`)."""
+
+    def __init__(self, alpha: float = 0.3, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = alpha
+
+    def call(self, x):
+        return ops.celu(x, alpha=self.alpha)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class ZeroChannels(layers.Layer):
+    """Appends `extra` channels of zeros: option A's shortcut into a wider stage."""
+
+    def __init__(self, extra: int, **kwargs):
+        super().__init__(**kwargs)
+        self.extra = extra
+
+    def call(self, x):
+        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.extra]])
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + self.extra)
+
+    def get_config(self):
+        return super().get_config() | {"extra": self.extra}

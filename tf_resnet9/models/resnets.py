@@ -1,0 +1,134 @@
+"""The classic CIFAR ResNets, as Keras functional models with PyTorch-matched BatchNorm.
+
+- `cifar_resnet(depth)`: He et al. 2016 ("Deep Residual Learning for Image Recognition"),
+  Section 4.2: depth 6n+2, a 3x3 stem of 16 filters, three stages of n basic blocks with
+  16, 32 and 64 filters, the first convolution of stages 2 and 3 with stride 2, option A
+  shortcuts (identity; where the shape changes, stride-2 subsampling x[::2, ::2] and zero
+  channels, no parameters), global average pooling, a dense layer with bias. The zero
+  channels are appended after the subsampled ones; PyTorch code often puts half before
+  and half after (Idelbayev's): a fixed permutation of the channels, the same network
+  (`tf_resnet9.convert_torch` maps one to the other).
+- `resnet18_cifar()`: ResNet-18 as CIFAR codebases adapt it: a 3x3 stride-1 stem of 64
+  filters and no max pool, stages of two basic blocks with 64, 128, 256 and 512 filters,
+  1x1 projection shortcuts with BatchNorm where the shape changes, global average
+  pooling, a dense layer with bias.
+
+Every strided convolution pads 1 pixel on each side, as PyTorch's padding=1 does
+(`tf_resnet9.models.layers.conv_bn`). Layer names start with their stage ("stem",
+"stage1", ..., "dense"), the layer groups whose gradient norms a run logs.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from tf_resnet9.data.cifar import IMAGE_SHAPE
+from tf_resnet9.models.layers import (
+    ZeroChannels,
+    activation,
+    check_options,
+    conv_bn,
+    full_precision,
+    kernel_initializer,
+    scaled,
+)
+
+
+def _basic_block(x, filters: int, stride: int, shortcut: str, name: str, **block):
+    """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)); `shortcut` is "A" or "projection"."""
+    y = conv_bn(x, filters, f"{name}_1", stride=stride, act=activation(), **block)
+    y = conv_bn(y, filters, f"{name}_2", **block)
+    if stride != 1 or x.shape[-1] != filters:
+        if shortcut == "A":
+            dtype = block["dtype"]
+            x = layers.MaxPooling2D(1, strides=stride, dtype=dtype, name=f"{name}_subsample")(x)
+            x = ZeroChannels(filters - x.shape[-1], dtype=dtype, name=f"{name}_zeros")(x)
+        else:
+            x = conv_bn(x, filters, f"{name}_shortcut", kernel=1, stride=stride, **block)
+    x = layers.Add(dtype=block["dtype"], name=f"{name}_add")([x, y])
+    return activation()(name, block["dtype"])(x)
+
+
+def _resnet(
+    stem, stages, blocks, shortcut, name, *, num_classes, init, dtype, width, logit_scale
+) -> keras.Model:
+    check_options(num_classes, width, init, logit_scale)
+    block = dict(init=init, dtype=dtype)
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    x = conv_bn(images, scaled(stem, width), "stem", act=activation(), **block)
+    for s, filters in enumerate(stages, start=1):
+        for b in range(1, blocks + 1):
+            stride = 2 if s > 1 and b == 1 else 1
+            x = _basic_block(
+                x, scaled(filters, width), stride, shortcut, f"stage{s}_block{b}", **block
+            )
+    head = full_precision(dtype)
+    x = layers.GlobalAveragePooling2D(dtype=head, name="pool")(x)
+    logits = layers.Dense(
+        num_classes, kernel_initializer=kernel_initializer(init), dtype=head, name="dense"
+    )(x)
+    if logit_scale != 1:  # the papers' models have none: no layer unless asked for
+        logits = layers.Rescaling(logit_scale, dtype="float32", name="logits")(logits)
+    return keras.Model(images, logits, name=name)
+
+
+def cifar_resnet(
+    depth: int,
+    num_classes: int = 10,
+    init: str = "he_normal",
+    dtype: str | None = None,
+    width: float = 1.0,
+    logit_scale: float = 1.0,
+) -> keras.Model:
+    """He et al.'s CIFAR ResNet of `depth` = 6n + 2 layers (20, 32, 44, 56, 110, ...).
+
+    Args:
+        depth: Weighted layers; 6n + 2 for n >= 1.
+        num_classes: Outputs of the dense layer.
+        init: Conv and dense kernel initialisation (the paper: He-normal).
+        dtype: Keras dtype policy of the layers; the pool and the dense layer are float32
+            under a mixed one (`tf_resnet9.models.layers.full_precision`).
+        width: Multiplies every channel count (16/32/64); below 1 for quick tests.
+        logit_scale: Constant multiplying the logits (1: none, as in the paper).
+
+    Returns:
+        Normalised images (B, 32, 32, 3) -> logits (B, num_classes). 269,722 trainable
+        parameters at depth 20, 853,018 at depth 56 (10 classes, width 1).
+    """
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth={depth!r} is invalid: expected 6n + 2 (20, 32, 44, 56, 110).")
+    options = dict(num_classes=num_classes, init=init, dtype=dtype, width=width)
+    return _resnet(
+        16,
+        (16, 32, 64),
+        (depth - 2) // 6,
+        "A",
+        f"resnet{depth}",
+        logit_scale=logit_scale,
+        **options,
+    )
+
+
+def resnet18_cifar(
+    num_classes: int = 10,
+    init: str = "torch",
+    dtype: str | None = None,
+    width: float = 1.0,
+    logit_scale: float = 1.0,
+) -> keras.Model:
+    """ResNet-18 for 32x32 images: 11,173,962 trainable parameters (10 classes, width 1).
+
+    Args:
+        num_classes: Outputs of the dense layer.
+        init: Conv and dense kernel initialisation ("torch": PyTorch's default, as the
+            PyTorch codebases that train it use).
+        dtype: Keras dtype policy of the layers; the pool and the dense layer are float32
+            under a mixed one (`tf_resnet9.models.layers.full_precision`).
+        width: Multiplies every channel count (64/128/256/512); below 1 for quick tests.
+        logit_scale: Constant multiplying the logits (1: none).
+    """
+    options = dict(num_classes=num_classes, init=init, dtype=dtype, width=width)
+    return _resnet(
+        64, (64, 128, 256, 512), 2, "projection", "resnet18", logit_scale=logit_scale, **options
+    )

@@ -1,0 +1,156 @@
+"""Learning rates: the recipe's piecewise-linear one, the step and cosine decays of the
+classic CIFAR ResNets (built on Keras' own schedules), and a cut on a loss plateau (Keras'
+`ReduceLROnPlateau`)."""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class PiecewiseLinear(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear interpolation between knots (epoch, value), constant outside them.
+
+    Update number k (1-based) uses `interp(k / steps_per_epoch)`, so the very first update
+    of the recipe has lr = 0.4 / 485, not 0. Keras calls a schedule with the number of
+    updates already applied (`optimizer.iterations`), which is k - 1.
+
+    Args:
+        epochs: Knot positions in epochs, strictly increasing.
+        values: Learning rate at each knot.
+        steps_per_epoch: Optimizer steps in one epoch.
+    """
+
+    def __init__(self, epochs: Sequence[float], values: Sequence[float], steps_per_epoch: int):
+        epochs, values = [float(e) for e in epochs], [float(v) for v in values]
+        if len(epochs) < 2 or len(epochs) != len(values):
+            raise ValueError(
+                f"epochs={epochs!r} and values={values!r} are invalid: expected two sequences "
+                "of the same length, at least 2."
+            )
+        if any(b <= a for a, b in zip(epochs, epochs[1:])):
+            raise ValueError(f"epochs={epochs!r} is invalid: expected strictly increasing knots.")
+        if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
+            raise ValueError(
+                f"steps_per_epoch={steps_per_epoch!r} is invalid: expected an integer >= 1."
+            )
+        self.epochs = epochs
+        self.values = values
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def __call__(self, step):
+        # Work in steps, not epochs: step counts and knot positions like 5 * 97 are exact in
+        # float32, so `x1 - k` near the end of training does not lose digits to round-off.
+        k = ops.cast(step, "float32") + 1.0
+        knots = [(x * self.steps_per_epoch, y) for x, y in zip(self.epochs, self.values)]
+        k = ops.clip(k, knots[0][0], knots[-1][0])
+        lr = ops.convert_to_tensor(self.values[-1], "float32")
+        for (x0, y0), (x1, y1) in reversed(list(zip(knots, knots[1:]))):
+            inside = y0 * ((x1 - k) / (x1 - x0)) + y1 * ((k - x0) / (x1 - x0))
+            lr = ops.where(k < x1, inside, lr)
+        return lr
+
+    def get_config(self):
+        return {
+            "epochs": self.epochs,
+            "values": self.values,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+
+def multi_step(
+    base_lr: float, milestones: Sequence[float], gamma: float, steps_per_epoch: int
+) -> keras.optimizers.schedules.PiecewiseConstantDecay:
+    """A step decay: `base_lr`, times `gamma` at every milestone passed.
+
+    Update k (1-based) uses base_lr * gamma ** (the number of milestones m with
+    k - 1 >= m * steps_per_epoch): as PyTorch's MultiStepLR stepped once per epoch, for
+    milestones at whole epochs, and at the update after m * steps_per_epoch for fractional
+    ones (He et al. 2016 divide by 10 after 32k and 48k updates).
+
+    Args:
+        base_lr: The learning rate before the first milestone (> 0).
+        milestones: Positions in epochs, strictly increasing, > 0.
+        gamma: Factor at each milestone (0.1 in He et al.).
+        steps_per_epoch: Optimizer steps in one epoch.
+    """
+    milestones = [float(m) for m in milestones]
+    if not base_lr > 0:
+        raise ValueError(f"base_lr={base_lr!r} is invalid: expected a number > 0.")
+    if (
+        not milestones
+        or milestones[0] <= 0
+        or any(b <= a for a, b in zip(milestones, milestones[1:]))
+    ):
+        raise ValueError(
+            f"milestones={milestones!r} is invalid: expected strictly increasing epochs > 0."
+        )
+    # Keras keeps values[i] while the updates done are <= boundaries[i]: the update after
+    # ceil(m * S) done is the first at the lower rate.
+    boundaries = [math.ceil(m * steps_per_epoch) - 1 for m in milestones]
+    values = [base_lr * gamma**i for i in range(len(milestones) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def cosine(
+    base_lr: float, epochs: float, steps_per_epoch: int, final_lr: float = 0.0
+) -> keras.optimizers.schedules.CosineDecay:
+    """Half a cosine from `base_lr` at the first update to `final_lr` after `epochs`.
+
+    Update k (1-based) uses final_lr + (base_lr - final_lr) * (1 + cos(pi * (k - 1) / T)) / 2
+    with T = epochs * steps_per_epoch updates; constant at final_lr after that.
+    """
+    if not base_lr > 0 or not 0 <= final_lr <= base_lr:
+        raise ValueError(
+            f"base_lr={base_lr!r}, final_lr={final_lr!r} are invalid: expected "
+            "0 <= final_lr <= base_lr and base_lr > 0."
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        base_lr, decay_steps=round(epochs * steps_per_epoch), alpha=final_lr / base_lr
+    )
+
+
+class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """Keras' `ReduceLROnPlateau` (mode "min"), for a loop that trains outside `Model.fit`.
+
+    After each epoch: if `monitor` has not fallen below its best by more than `min_delta`
+    for `patience` epochs in a row, lr becomes max(lr * factor, min_lr); no cut once lr is
+    at `min_lr`. Keras' rule, unchanged; two things are added. The callback writes the lr
+    of `optimizer` (the loop's model is not compiled, so `model.optimizer` is unset), and
+    the epoch loop carries the new value into the compiled steps' state (on JAX the lr is
+    part of the state; `tf_resnet9.training.loop.fit`). A resumed run replays the records of the
+    epochs before it (`earlier`) to restore the counters, and so cuts where an
+    uninterrupted run would.
+
+    Args:
+        optimizer: A Keras optimizer with a constant learning rate (a variable).
+        initial_lr: The learning rate the run started with (for the replay).
+        earlier: The records of the epochs already trained (a resumed run).
+        **kwargs: Keras' arguments: monitor, factor, patience, min_delta, cooldown, min_lr.
+    """
+
+    def __init__(self, optimizer, initial_lr: float, earlier: Sequence[dict] = (), **kwargs):
+        super().__init__(mode="min", **kwargs)
+        self._optimizer = optimizer
+        self._initial_lr = initial_lr
+        self._earlier = list(earlier)
+
+    def set_model(self, model):
+        del model  # Keras' callback reads model.optimizer
+        super().set_model(types.SimpleNamespace(optimizer=self._optimizer))
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self._earlier:
+            return
+        # Replay on a stand-in optimizer: the real one's lr was restored with the checkpoint.
+        stand_in = types.SimpleNamespace(learning_rate=self._initial_lr)
+        keras.callbacks.Callback.set_model(self, types.SimpleNamespace(optimizer=stand_in))
+        for epoch, record in enumerate(self._earlier):
+            self.on_epoch_end(epoch, dict(record))
+        self.set_model(None)

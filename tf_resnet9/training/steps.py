@@ -1,0 +1,277 @@
+"""Compiled training and evaluation steps, written once for every Keras backend.
+
+The forward pass and loss are pure (`Model.stateless_call`); `tf_resnet9.backends` supplies
+the gradient, the compiler (XLA) and where the weights live between calls. Several steps run
+in one compiled call (`keras.ops.fori_loop`), so the host neither waits for the device nor
+dispatches work between steps. Where a step's batch comes from is the training input's
+business (`tf_resnet9.data.inputs`): the steps call its `batches` inside the compiled call.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+from keras import ops
+
+from tf_resnet9 import backends
+from tf_resnet9.data import augment
+from tf_resnet9.data.inputs import PreparedBatches
+
+
+class CallMetrics(NamedTuple):
+    """Totals over the steps of one call."""
+
+    loss_sum: object  # float32: sum of the steps' mean losses
+    correct: object  # int32: correct predictions
+    first_nonfinite: object  # int32: index of the first step with a NaN/inf loss, else -1
+    grad_norms: object  # float32 (S, groups): each step's gradient norm per layer group
+
+
+class EvalMetrics(NamedTuple):
+    """Sums over one evaluation batch, padding excluded."""
+
+    loss_sum: object  # float32
+    confusion: object  # float32 (classes, classes): rows the true class, columns predicted
+    top5_correct: object  # float32: images whose class is among the 5 largest logits
+
+
+def layer_group(variable_path: str) -> str:
+    """The layer group a variable belongs to: its layer name up to the first "_" ("prep",
+    "layer1", ..., "linear" in ResNet9), for per-group gradient norms."""
+    return variable_path.split("/")[0].split("_")[0]
+
+
+class CompiledSteps:
+    """Trains and evaluates a classifier with the recipe's loss, compiled.
+
+    The step functions take and return a `state` whose contents depend on the backend;
+    callers only pass it along, starting from `initial_state()`, and call `finish` to leave
+    the last one in the model's variables.
+
+    Args:
+        model: Maps normalised float images (B, 32, 32, 3) to logits.
+        optimizer: A Keras optimizer (a `LossScaleOptimizer` for float16).
+        jit: Compile with XLA.
+        grad_norms: Compute each step's gradient norm per layer group (for logging); with
+            False the norms have no columns (`grad_groups` is empty).
+        label_smoothing: Train on targets (1 - s) one-hot + s / classes (the training
+            loss reported is this loss; the evaluation's is plain cross-entropy).
+        tta_flip: Evaluate on the mean of the logits of each image and its mirror image.
+        ema: (momentum, every) for an exponential moving average of every model variable
+            (weights and BatchNorm statistics), which evaluation then uses, starting from
+            the initial values: after updates 1, 1 + every, 1 + 2 every, ... of each epoch,
+            ema = momentum**every * ema + (1 - momentum**every) * value. That is Page's
+            timing: his `update_ema(0.99, update_freq=5)`, made anew each epoch, fires on
+            its first call and every 5th after (steps 1, 6, ..., 96 of a 97-step epoch).
+            None: no average.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        jit: bool,
+        grad_norms: bool = True,
+        label_smoothing: float = 0.0,
+        tta_flip: bool = False,
+        ema: tuple[float, int] | None = None,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.label_smoothing = label_smoothing
+        self.tta_flip = tta_flip
+        self.ema = ema
+        optimizer.build(model.trainable_variables)
+        # The average, kept with the weights between calls.
+        self.ema_variables = []
+        if ema is not None:
+            self.ema_variables = [
+                # A copy: TensorFlow's variable made from another's value aliases it.
+                keras.Variable(ops.convert_to_numpy(v), trainable=False, name=f"ema_{i}")
+                for i, v in enumerate(model.trainable_variables + model.non_trainable_variables)
+            ]
+        self._state = backends.TrainingState(
+            (
+                model.trainable_variables,
+                model.non_trainable_variables,
+                optimizer.variables,
+                self.ema_variables,
+            ),
+            optimizer,
+        )
+        paths = [variable.path for variable in model.trainable_variables] if grad_norms else []
+        self.grad_groups = tuple(dict.fromkeys(layer_group(path) for path in paths))
+        self._group_of = [self.grad_groups.index(layer_group(path)) for path in paths]
+        self._loss_and_grads = backends.value_and_grad(self._loss)
+        self._jit = jit
+        self._train_fns = {}
+        self.evaluate = backends.compile_fn(self._evaluate, jit)
+
+    def train_fn(self, batches):
+        """The compiled call that trains on one chunk of a training input:
+        `fn(state, first_step, chunk) -> (state, CallMetrics)`, step i of the chunk on
+        `batches(chunk, i)`; `first_step` (int32) is the index in its epoch (from 0) of the
+        chunk's first step. One program per distinct `batches`
+        (`tf_resnet9.data.inputs.Batches`), compiled on its first call."""
+        if batches not in self._train_fns:
+
+            def train(state, first_step, chunk):
+                count = batches.count(chunk)
+                return self._steps(state, first_step, count, lambda i: batches(chunk, i))
+
+            self._train_fns[batches] = backends.compile_fn(train, self._jit)
+        return self._train_fns[batches]
+
+    def train_on_batches(self, state, images, labels, first_step: int = 0):
+        """Steps on batches the caller prepared: float32 images (S, B, 32, 32, 3), normalised
+        and augmented, and int32 labels (S, B); `first_step`, the index in its epoch of the
+        first. Returns (state, CallMetrics)."""
+        train = self.train_fn(PreparedBatches())
+        return train(state, ops.convert_to_tensor(first_step, "int32"), (images, labels))
+
+    def initial_state(self):
+        """The state for the first step function call: the variables as they are now."""
+        return self._state.initial()
+
+    def finish(self, state) -> None:
+        """Leaves `state` in the Keras variables (to save or inspect the model)."""
+        self._state.finish(state)
+
+    def keep_evaluated_weights(self) -> None:
+        """Puts the values evaluation uses (the average, with `ema`) into the model's
+        variables, so that the saved model is the one whose accuracy was reported."""
+        if self.ema is None:
+            return  # evaluation uses the variables' own values
+        trainable, non_trainable = self.evaluated_values(self._state.initial())
+        model_variables = self.model.trainable_variables + self.model.non_trainable_variables
+        for variable, value in zip(model_variables, trainable + non_trainable):
+            variable.assign(ops.convert_to_numpy(value))
+
+    def run_discarding_updates(self, step_fn, *args):
+        """Calls step_fn(state, *args) and leaves the state as it was (to compile step_fn)."""
+        return self._state.run_discarding_updates(step_fn, *args)
+
+    def _loss(self, trainable, non_trainable, optimizer_values, images, labels):
+        logits, non_trainable = self.model.stateless_call(
+            trainable, non_trainable, images, training=True
+        )
+        loss = ops.mean(cross_entropy(labels, logits, self.label_smoothing))
+        to_differentiate = loss
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # float16: scale the loss up so small gradients survive; the update scales back.
+            mapping = list(zip(self.optimizer.variables, optimizer_values))
+            with keras.StatelessScope(state_mapping=mapping):
+                to_differentiate = self.optimizer.scale_loss(loss)
+        return to_differentiate, (loss, logits, non_trainable)
+
+    def _step(self, state, step_in_epoch, images, labels):
+        trainable, non_trainable, optimizer_values, _ = self._state.values(state)
+        (_, (loss, logits, non_trainable)), grads = self._loss_and_grads(
+            trainable, non_trainable, optimizer_values, images, labels
+        )
+        correct = ops.sum(ops.cast(ops.argmax(logits, axis=-1) == labels, "int32"))
+        state = self._state.apply(state, grads, non_trainable)
+        if self.ema is not None:
+            state = self._update_ema(state, step_in_epoch)
+        return state, loss, correct, self._norms(grads)
+
+    def _update_ema(self, state, step_in_epoch):
+        """The average moved towards the values after this update, at Page's steps."""
+        momentum, every = self.ema
+        trainable, non_trainable, _, averages = self._state.values(state)
+        due = step_in_epoch % every == 0
+        rho = momentum**every
+        averages = [
+            ops.where(due, rho * average + (1.0 - rho) * ops.cast(value, average.dtype), average)
+            for average, value in zip(averages, trainable + non_trainable)
+        ]
+        return self._state.with_extra(state, averages)
+
+    def evaluated_values(self, state) -> tuple[list, list]:
+        """(trainable, non-trainable) values evaluation uses: the average, with `ema`."""
+        trainable, non_trainable, _, extra = self._state.values(state)
+        if self.ema is None:
+            return trainable, non_trainable
+        return extra[: len(trainable)], extra[len(trainable) :]
+
+    def _norms(self, grads):
+        """L2 norm of the gradient of each layer group (of the scaled loss under float16):
+        a few reductions per step, next to the convolutions' 2.3 GFLOP per image."""
+        if not self.grad_groups:
+            return ops.zeros((0,), "float32")
+        squares = [ops.zeros((), "float32") for _ in self.grad_groups]
+        for group, grad in zip(self._group_of, grads):
+            squares[group] = squares[group] + ops.sum(ops.square(ops.cast(grad, "float32")))
+        return ops.sqrt(ops.stack(squares))  # (groups,)
+
+    def _steps(self, state, first_step, count: int, batch):
+        """`count` steps in one loop; step i trains on `batch(i)` = (images, labels)."""
+
+        def step(i, carry):
+            state, totals = carry
+            state, loss, correct, norms = self._step(state, first_step + i, *batch(i))
+            first = ops.where(
+                (totals.first_nonfinite < 0) & ~ops.isfinite(loss), i, totals.first_nonfinite
+            )
+            # The totals keep their dtypes whatever the model computes in (a loop's carry
+            # must): a float64 model's loss and 64-bit integer sums are cast back.
+            return state, CallMetrics(
+                totals.loss_sum + ops.cast(loss, "float32"),
+                totals.correct + ops.cast(correct, "int32"),
+                first,
+                ops.slice_update(totals.grad_norms, (i, 0), norms[None]),
+            )
+
+        zero = CallMetrics(
+            ops.zeros((), "float32"),
+            ops.zeros((), "int32"),
+            -ops.ones((), "int32"),
+            ops.zeros((count, len(self.grad_groups)), "float32"),
+        )
+        if count == 1:
+            # XLA's CPU backend runs convolutions inside a loop ~70x slower than outside one
+            # (measured on ResNet9, TensorFlow and JAX alike): one step needs no loop.
+            return step(0, (state, zero))
+        return ops.fori_loop(0, count, step, (state, zero))
+
+    def _evaluate(self, state, images, labels, weights):
+        """Summed loss, confusion matrix and top-5 hits of one batch, in inference mode.
+
+        Args:
+            state: As returned by the last step function.
+            images: uint8 (B, 32, 32, 3).
+            labels: int32 (B,).
+            weights: float32 (B,): 1 for real images, 0 for padding.
+        """
+        trainable, non_trainable = self.evaluated_values(state)
+        images = augment.normalize(images)
+        logits, _ = self.model.stateless_call(trainable, non_trainable, images, training=False)
+        if self.tta_flip:
+            mirrored, _ = self.model.stateless_call(
+                trainable, non_trainable, ops.flip(images, axis=2), training=False
+            )
+            logits = (ops.cast(logits, "float32") + ops.cast(mirrored, "float32")) / 2.0
+        classes = logits.shape[-1]
+        truth = ops.one_hot(labels, classes) * weights[:, None]  # (B, C)
+        predicted = ops.one_hot(ops.argmax(logits, axis=-1), classes)
+        top5 = ops.cast(
+            ops.in_top_k(labels, ops.cast(logits, "float32"), min(5, classes)), "float32"
+        )
+        return EvalMetrics(
+            ops.sum(cross_entropy(labels, logits) * weights),
+            ops.matmul(ops.transpose(truth), predicted),
+            ops.sum(top5 * weights),
+        )
+
+
+def cross_entropy(labels, logits, label_smoothing: float = 0.0):
+    """Softmax cross-entropy per example, in float32, against targets
+    (1 - label_smoothing) one-hot + label_smoothing / classes."""
+    logits = ops.cast(logits, "float32")
+    if not label_smoothing:
+        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    targets = ops.one_hot(labels, logits.shape[-1])
+    return keras.losses.categorical_crossentropy(
+        targets, logits, from_logits=True, label_smoothing=label_smoothing
+    )
