@@ -23,14 +23,14 @@ import torch
 from absl import app, flags
 
 from benchmarks.report import write_report
-from benchmarks.runs import define_run_flags
+from benchmarks.runs import define_run_flags, each_seed
 from reference import torch_fast_recipe as fast
 from reference import torch_recipe as reference
-from tf_resnet9.config import TrainConfig
-from tf_resnet9.config_flags import config_from_flags
-from tf_resnet9.data import balanced_subset, load_cifar10
-from tf_resnet9.hardware import cpu_name
-from tf_resnet9.results import library_versions
+from tf_resnet9.backends.device import cpu_name
+from tf_resnet9.config.flags import config_from_flags
+from tf_resnet9.data.cifar import load_cifar10
+from tf_resnet9.data.splits import balanced_subset
+from tf_resnet9.outputs.results import library_versions
 
 CONFIG_FLAGS = define_run_flags("reference_torch")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16"], "Unset: bfloat16 on a GPU.")
@@ -74,8 +74,7 @@ class Run:
         """The learning rate of update k (1-based): the recipe's, interp(k / steps)."""
         if self.fast:
             return fast.lr_at(k, steps, self.epochs)
-        knots = TrainConfig(epochs=self.epochs).lr_knots
-        return float(np.interp(k / steps, *knots))
+        return float(np.interp(k / steps, *reference.lr_knots(self.epochs)))
 
     def step(self, model, forward, optimizer, images, labels, lr):
         (fast if self.fast else reference).set_lr(optimizer, lr, self.batch_size)
@@ -151,7 +150,7 @@ class Run:
                 )
                 self.step(model, forward, optimizer, images, labels[order[s]], self.lr(k, steps))
                 if ema is not None:
-                    ema.update(model, k)
+                    ema.update(model, s)
             self.sync()
             eval_start = time.perf_counter()
             if ema is None:
@@ -161,7 +160,6 @@ class Run:
             eval_time += time.perf_counter() - eval_start
         training_time = time.perf_counter() - clock_start - eval_time
         return {
-            "seed": seed,
             "test_accuracy": accuracy,
             "training_time_s": training_time,
             "compile_time_s": compile_time,
@@ -201,14 +199,7 @@ def main(argv):
     train, test = (x_train[train], y_train[train]), (x_test[test], y_test[test])
     record = device_record(device)
     versions = library_versions() | {"cuda": torch.version.cuda}
-    runs = []
-    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
-        result = run(seed, train, test) | {"device": record, "versions": versions}
-        runs.append(result)
-        print(
-            f"seed {seed}: {result['test_accuracy']:.2%} in {result['training_time_s']:.2f} s",
-            flush=True,
-        )
+    runs = each_seed(lambda seed: run(seed, train, test) | {"device": record, "versions": versions})
     config = {name: getattr(config, name) for name in CONFIG_FLAGS} | {
         "precision": precision,
         "compile": FLAGS.compile,

@@ -1,5 +1,6 @@
-"""The recipe written a second time, independently of `tf_resnet9`, in plain PyTorch.
+"""The recipe and the classic CIFAR ResNets written a second time, independently of
+`tf_resnet9` (nothing imported from it), in plain PyTorch.
 
-The parity tests (tests/parity) compare the package with it number by number; the PyTorch
-baseline benchmark (benchmarks/reference_torch.py) times it. Needs torch.
+The parity tests (tests/parity) compare the package with them number by number; the PyTorch
+baseline benchmark (benchmarks/reference_torch.py) times the recipe. Needs torch.
 """

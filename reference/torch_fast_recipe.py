@@ -40,14 +40,15 @@ class GhostBatchNorm(nn.BatchNorm2d):
     def forward(self, x):
         if not self.training:
             return super().forward(x)
-        groups = x.reshape(self.splits, -1, *x.shape[1:])  # (splits, B/splits, C, H, W)
-        mean = groups.mean(dim=(1, 3, 4), keepdim=True)
-        variance = groups.var(dim=(1, 3, 4), unbiased=False, keepdim=True)
+        # Page's grouping, his x.view(-1, C * splits, H, W): image b in sub-batch b % splits.
+        groups = x.reshape(-1, self.splits, *x.shape[1:])  # (B/splits, splits, C, H, W)
+        mean = groups.mean(dim=(0, 3, 4), keepdim=True)
+        variance = groups.var(dim=(0, 3, 4), unbiased=False, keepdim=True)
         y = (groups - mean) / torch.sqrt(variance + self.eps)
         y = y * self.weight[:, None, None] + self.bias[:, None, None]
         with torch.no_grad():
             for running, value in ((self.running_mean, mean), (self.running_var, variance)):
-                running.mul_(1 - self.momentum).add_(self.momentum * value.mean(0).flatten())
+                running.mul_(1 - self.momentum).add_(self.momentum * value.mean(1).flatten())
         return y.reshape(x.shape)
 
 
@@ -131,15 +132,16 @@ def summed_loss(logits, labels):
 
 
 class EMA:
-    """An average of every weight and buffer, moved by EMA_MOMENTUM**EMA_EVERY every
-    EMA_EVERY-th update (`update(k)` after update k)."""
+    """An average of every weight and buffer, moved by EMA_MOMENTUM**EMA_EVERY after the
+    first update of every epoch and every EMA_EVERY-th after it, as Page's code moves it
+    (`update(model, s)` after the update of step s of its epoch, from 0)."""
 
     def __init__(self, model: nn.Module):
         self.model = copy.deepcopy(model)
 
     @torch.no_grad()
-    def update(self, model: nn.Module, k: int) -> None:
-        if k % EMA_EVERY:
+    def update(self, model: nn.Module, step_in_epoch: int) -> None:
+        if step_in_epoch % EMA_EVERY:
             return
         rho = EMA_MOMENTUM**EMA_EVERY
         for average, value in zip(self.model.state_dict().values(), model.state_dict().values()):

@@ -17,8 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tf_resnet9.optimizer import to_summed_loss_units
-
 NUM_CLASSES = 10
 # Channels of prep, layer1, layer2, layer3 at width 1.
 CHANNELS = {"prep": 64, "layer1": 128, "layer2": 256, "layer3": 512}
@@ -27,6 +25,7 @@ LOGIT_SCALE = 0.125
 # Learning rate: piecewise linear through these (epoch, value) knots; 50,000 // 512 steps
 # per epoch.
 LR_EPOCHS, LR_VALUES, STEPS_PER_EPOCH = (0.0, 5.0, 24.0), (0.0, 0.4, 0.0), 97
+RECIPE_EPOCHS = 24  # the length the schedule was written for: LR_EPOCHS[-1]
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4  # mean-loss units; `set_lr` converts to the reference's own
 MEAN = (125.31, 122.95, 113.87)  # per channel, 0..255 scale
@@ -96,6 +95,17 @@ class ResNet9(nn.Module):
         return self.linear(torch.flatten(self.pool(x), 1)) * LOGIT_SCALE
 
 
+def lr_knots(epochs: int = RECIPE_EPOCHS) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(epochs, values) of the schedule for a run of `epochs` epochs.
+
+    A shorter run keeps the warm-up at the same fraction of training (the peak at 5/24 of
+    its epochs), so that a quick run still warms up and decays; a longer one keeps the
+    peak at epoch 5 and decays for longer.
+    """
+    peak = LR_EPOCHS[1] * min(1.0, epochs / RECIPE_EPOCHS)
+    return (0.0, peak, float(epochs)), LR_VALUES
+
+
 def recipe_lr(step: int) -> float:
     """Learning rate of update `step` (1-based) in mean-loss units: the first is 0.4 / 485."""
     return float(np.interp(step / STEPS_PER_EPOCH, LR_EPOCHS, LR_VALUES))
@@ -133,11 +143,19 @@ class RecipeSGD(torch.optim.Optimizer):
                 w.add_(d + group["momentum"] * v)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float, batch_size: int) -> None:
-    """Sets the next update's lr (mean-loss units) in the summed-loss units the reference uses.
+def to_summed_loss_units(lr: float, weight_decay: float, batch_size: int) -> tuple[float, float]:
+    """(lr, weight_decay) in mean-loss units -> the same update for a loss summed over the batch.
 
-    `tf_resnet9.optimizer.to_summed_loss_units` is the one definition of that conversion.
+    The summed loss's gradient is batch_size times the mean loss's, so the lr is divided by
+    batch_size and the weight decay multiplied by it: lr/B * (B g + wd B w) = lr (g + wd w).
+    (The package has its own copy of this rule; the reference keeps one of its own, so that
+    a mistake in either shows in the parity tests.)
     """
+    return lr / batch_size, weight_decay * batch_size
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, batch_size: int) -> None:
+    """Sets the next update's lr (mean-loss units) in the summed-loss units the reference uses."""
     lr_summed, weight_decay_summed = to_summed_loss_units(lr, WEIGHT_DECAY, batch_size)
     for group in optimizer.param_groups:
         group["lr"] = lr_summed

@@ -65,6 +65,13 @@ class NativeLogFilter:
         return False
 
 
+def one_line(error: Exception, limit: int = 200) -> str:
+    """An exception's message on one line, at most `limit` characters: for `error:` lines
+    about what a library raised (Keras, Pillow and torch write several lines)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 

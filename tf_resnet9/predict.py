@@ -146,7 +146,7 @@ def load_classifier(path: str):
         # compile=False: the training model's optimizer and schedule are not needed.
         model = export.load_model(path)
     except Exception as e:  # Keras raises many kinds for a file that is not its format
-        raise ModelError(f"could not load it as a Keras model: {_one_line(e)}") from None
+        raise ModelError(f"could not load it as a Keras model: {commands.one_line(e)}") from None
     if (
         len(model.inputs) != 1
         or tuple(model.input_shape[1:]) != IMAGE_SHAPE
@@ -221,7 +221,7 @@ def read_image(path: str) -> tuple[np.ndarray, tuple[int, int]]:
     # A truncated or corrupt file fails while decoding: OSError, or SyntaxError from some
     # of Pillow's decoders; a huge one raises DecompressionBombError.
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"could not read the image: {_one_line(e)}") from None
+        raise ImageError(f"could not read the image: {commands.one_line(e)}") from None
     size = image.size
     if size != (IMAGE_SIZE, IMAGE_SIZE):
         image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
@@ -232,11 +232,6 @@ def format_top(probabilities: np.ndarray, class_names: list[str], top: int) -> s
     """ "cat 81.2%, dog 9.4%, frog 3.1%": the `top` most likely classes, most likely first."""
     order = np.argsort(-probabilities, kind="stable")[:top]  # ties: the lower label first
     return ", ".join(f"{class_names[i]} {100 * probabilities[i]:.1f}%" for i in order)
-
-
-def _one_line(error: Exception) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def run(argv: list[str] | None = None) -> None:

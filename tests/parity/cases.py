@@ -23,6 +23,12 @@ DYNAMICS_WIDTH = 0.125
 DYNAMICS_IMAGES = 1024
 DYNAMICS_BATCH = 128  # 8 steps per epoch
 DYNAMICS_EPOCHS = 4
+# Test 8: the six CIFAR ResNets at full width, one batch of 4 images (the Keras side's
+# time is mostly per-layer overhead, the rest compute: 4 images keep all six in ~20 s).
+RESNET_BATCH = 4
+# The fixtures keep this many evenly spread entries of each ResNet block output and
+# gradient (1,100 arrays: 256 of each would be 1 MiB), and the logits whole.
+RESNET_SAMPLES = 16
 NUM_CLASSES = 10
 # Channels of prep, layer1, layer2, layer3 at width 1 (the recipe's network, README.org).
 CHANNELS = {"prep": 64, "layer1": 128, "layer2": 256, "layer3": 512}

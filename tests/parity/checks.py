@@ -1,6 +1,6 @@
 """Every parity comparison as table rows, with its tolerance and the reason for it.
 
-The tests assert that every row passes (naming the rows that fail); `benchmarks.parity_report`
+The tests assert that every row passes (naming the rows that fail); `tests.parity.report`
 prints the same rows. Each function takes the Keras results and the reference's (from
 `tests.parity.experiments`), live or from the fixtures; `sampled` says the reference holds
 only the entries `tests.parity.cases.sample_index` picks, as the fixtures do.
@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from tests.parity import cases
+from tests.parity import cases, stored
 from tests.parity.experiments import subset
 from tests.parity.name_map import ACTIVATION_MAP, BN_PATHS
 
@@ -67,6 +67,30 @@ BATCHES = Tolerance("abs", 1e-6)
 # training amplifies step by step: ~2e-3 after 32 steps, as far as the reference's own
 # float32 run is from its float64 run (~1e-3).
 DYNAMICS_LOSS = Tolerance("abs", 1e-2)
+# Test 8, the six CIFAR ResNets, float32, full width, 4 images. Round-off grows with depth
+# and is larger in training mode, where BN divides by the batch's own standard deviation:
+# blocks' outputs measured within 3e-7 (ResNet-20, inference) to 6.5e-6 (ResNet-110,
+# training) of their max on TensorFlow, 1.4e-5 against the fixtures' 16 entries (a smaller
+# max), 1.1e-5 on JAX.
+RESNET_BLOCKS = Tolerance("rel", 5e-5)
+# Logits of 0.7 to 4 here: measured 1.9e-7 (ResNet-20, inference) to 5.6e-6 (ResNet-110,
+# training, JAX).
+RESNET_LOGITS = Tolerance("abs", 5e-5)
+RESNET_LOSS = Tolerance("abs", 1e-5)  # a mean of 4 values near 2.3: measured <= 4.8e-7
+# Gradients: within 1.5e-5 wherever both frameworks route the gradient through the same
+# ReLUs. Where a ReLU input is within float32 round-off of 0 (a few of the ~4M a deep one
+# computes), they may not, and the unit's one term of the sums over B x H x W positions
+# (256 in stage 3: a random-sign sum of 256 is ~16 terms) moves every gradient below it by
+# up to ~1/16 of its norm. Measured in 5 batches: up to 4e-2 (ResNet-44) in L2 against
+# torch, and the reference's own float32 is 2.5e-2 from its float64. A wrong layout,
+# channel order, mode or loss scale moves a gradient by O(1).
+RESNET_GRADS = Tolerance("rel L2", 1e-1)
+# The dense layer's gradients have no ReLU between them and the loss: measured <= 1e-6.
+RESNET_DENSE_GRADS = Tolerance("rel L2", 1e-5)
+# The planted bug (stride-2 convolutions padded as Keras' "same": windows centred one pixel
+# off) must miss the logits by 100x their tolerance or more: measured 2.1e-2 (inference),
+# 0.31 (training) on ResNet-20.
+PLANTED = Tolerance("abs", 100 * RESNET_LOGITS.limit, at_least=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +289,50 @@ def dynamics_rows(keras: dict, ref: dict, sampled: bool = False) -> list[Row]:
     return rows
 
 
+def _resnet_view(key: str, array, sampled: bool) -> np.ndarray:
+    """Keras' `array` reduced to the entries the fixtures keep of `key`, if `sampled`."""
+    array = np.asarray(array, np.float64)
+    if not sampled:
+        return array
+    count = stored.sample_count("resnets", key)
+    return array.ravel()[cases.sample_index(array.size, count)]
+
+
+def resnet_tolerance(key: str) -> Tolerance:
+    """The tolerance of ResNet quantity `key` ("<model>:<quantity>[:<name>]")."""
+    quantity = key.split(":")[1]
+    if quantity in ("eval", "train"):
+        return RESNET_LOGITS if key.endswith(":linear") else RESNET_BLOCKS
+    if quantity == "grads" and ":linear." in key:
+        return RESNET_DENSE_GRADS
+    return {"loss": RESNET_LOSS, "grads": RESNET_GRADS}[quantity]
+
+
+def resnet_rows(keras: dict, ref: dict, model: str, sampled: bool = False) -> list[Row]:
+    """Test 8 for `model`: every block's output and the logits ("linear") in inference and
+    training mode, then the loss and the gradient of every trainable weight."""
+    rows = []
+    for key, want in ref.items():
+        if not key.startswith(f"{model}:"):
+            continue
+        quantity, _, name = key.partition(":")[2].partition(":")
+        check = f"8 {model} float32" + (f" ({quantity})" if name else "")
+        got = _resnet_view(key, keras[key], sampled)  # sampled here already, if need be
+        rows.append(compare(check, name or quantity, got, want, resnet_tolerance(key), False))
+    return rows
+
+
+def planted_rows(keras: dict, ref: dict, model: str, sampled: bool = False) -> list[Row]:
+    """Test 8's planted bug: the same-padding copy's logits against the reference's."""
+    rows = []
+    for mode in ("eval", "train"):
+        key = f"{model}:{mode}:linear"
+        got = _resnet_view(key, keras[f"{model}:planted_{mode}:linear"], sampled)
+        check = f'8 {model} planted bug: "same" padding ({mode})'
+        rows.append(compare(check, "linear", got, ref[key], PLANTED, False))
+    return rows
+
+
 # The tolerance of the check each stored quantity serves, by experiment and key prefix
 # (`tests.parity.experiments` names the keys "<quantity>:<name>"). Used to compare stored
 # reference results with a live reference run (test_fixtures.py).
@@ -290,6 +358,8 @@ _FIXTURE_TOLERANCES = {
 
 def tolerance_of(experiment: str, key: str) -> Tolerance:
     """The tolerance of the parity check that compares stored quantity `key`."""
+    if experiment == "resnets":
+        return resnet_tolerance(key)
     if key.endswith(":logits"):
         return LOGITS
     return _FIXTURE_TOLERANCES[experiment][key.split(":")[0]]

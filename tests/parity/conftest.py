@@ -51,3 +51,8 @@ def optimizer_results() -> Results:
 @pytest.fixture(scope="session")
 def dynamics_results() -> Results:
     return _results("dynamics")
+
+
+@pytest.fixture(scope="session")
+def resnets_results() -> Results:
+    return _results("resnets")

@@ -22,9 +22,10 @@ from tests.augment_decoding import COORDINATE_IMAGE, decode
 from tests.parity import name_map
 from tests.parity.cases import fan_in
 from tests.parity.checks import Row, Tolerance, compare
-from tf_resnet9 import augment, backends
-from tf_resnet9.inputs import DeviceInput
-from tf_resnet9.model import resnet9
+from tf_resnet9 import backends
+from tf_resnet9.data import augment
+from tf_resnet9.data.inputs import DeviceInput
+from tf_resnet9.models.resnet9 import resnet9
 
 P_MIN = 1e-4
 SQRT6 = math.sqrt(6.0)
@@ -182,10 +183,11 @@ def package_draws(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pipeline_draws(count: int, seed: int) -> np.ndarray:
-    """Decoded draws of one epoch of `pipeline.TrainPipeline` (tf.data), batches of 512."""
-    from tf_resnet9 import pipeline
+    """Decoded draws of one epoch of `HostInput`'s tf.data pipeline, batches of 512."""
+    from tf_resnet9.data.host_input import HostInput
 
-    dataset = pipeline.TrainPipeline(_coordinate_images(count), np.zeros(count), 512).epoch(seed)
+    images = _coordinate_images(count)
+    dataset = HostInput(images, np.zeros(count), 512, 1, seed=0).dataset(seed)
     return decode(np.concatenate([x.numpy() for x, _ in dataset]))
 
 

@@ -12,12 +12,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from tests.parity import cases, keras_side
+from tests.parity import cases, keras_side, resnet_side
 from tests.parity.name_map import BN_PATHS
-from tf_resnet9 import augment
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.optimizer import NesterovSGD
-from tf_resnet9.schedule import PiecewiseLinear
+from tf_resnet9.data import augment
+from tf_resnet9.training.optimizers import NesterovSGD
+from tf_resnet9.training.schedules import PiecewiseLinear
 
 # Seeds of the inputs: any values work; fixed so that every run and the fixtures agree.
 FORWARD_SEEDS = {"state": 0, "images": 1, "labels": 2}
@@ -222,3 +222,9 @@ def torch_dynamics() -> dict[str, np.ndarray]:
         torch_side.build(state, cases.DYNAMICS_WIDTH), batches, reference.recipe_lr
     )
     return {"losses": run["losses"]} | {f"batch:{k}": x for k, (x, _) in enumerate(batches, 1)}
+
+
+# Test 8: the six CIFAR ResNets, full width, one batch (`tests.parity.resnet_side`, which
+# makes their inputs too).
+keras_resnets = resnet_side.keras_resnets
+torch_resnets = resnet_side.torch_resnets

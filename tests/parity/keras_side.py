@@ -13,9 +13,10 @@ import numpy as np
 from keras import ops
 
 from tests.parity import name_map
-from tf_resnet9 import augment, backends
-from tf_resnet9.model import resnet9
-from tf_resnet9.steps import CompiledSteps, cross_entropy
+from tf_resnet9 import backends
+from tf_resnet9.data import augment
+from tf_resnet9.models.resnet9 import resnet9
+from tf_resnet9.training.steps import CompiledSteps, cross_entropy
 
 
 def disable_tf32() -> None:
@@ -143,7 +144,7 @@ def train(
     state = steps.initial_state()
     losses = []
     for images, labels in batches:
-        state, totals = steps.host_steps(
+        state, totals = steps.train_on_batches(
             state,
             ops.convert_to_tensor(images[None]),
             ops.convert_to_tensor(np.asarray(labels, np.int32)[None]),

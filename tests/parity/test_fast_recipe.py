@@ -5,9 +5,8 @@ filter and ghost BatchNorm."""
 import numpy as np
 import pytest
 
-from tf_resnet9 import augment, whitening
-from tf_resnet9.layers import GhostBatchNorm
-from tf_resnet9.model import BN_EPSILON, BN_MOMENTUM
+from tf_resnet9.data import augment, whitening
+from tf_resnet9.models.layers import BN_EPSILON, BN_MOMENTUM, GhostBatchNorm
 
 torch = pytest.importorskip("torch")
 fast = pytest.importorskip("reference.torch_fast_recipe")

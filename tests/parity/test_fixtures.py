@@ -27,7 +27,7 @@ def test_fixtures_are_small():
 @pytest.mark.parametrize("name", stored.EXPERIMENTS)
 def test_fixture_matches_a_live_run(name, request):
     pytest.importorskip("torch")
-    live = stored.shrink(request.getfixturevalue(f"{name}_results").reference)
+    live = stored.shrink(request.getfixturevalue(f"{name}_results").reference, name)
     saved = stored.load(name)
     assert saved.keys() == live.keys()
     rows = [

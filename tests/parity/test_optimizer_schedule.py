@@ -32,3 +32,14 @@ def test_torch_nesterov_sgd_drifts_from_the_recipe(optimizer_results):
     keras, reference, _ = optimizer_results
     rows = checks.drift_rows(keras, reference | experiments.torch_nesterov())
     assert rows[-1].check.startswith("4 drift: torch") and rows[-1].ok, rows[-1].describe()
+
+
+def test_the_reference_shortens_the_schedule_as_the_package_does():
+    # The PyTorch baseline (benchmarks/reference_torch.py) trains runs of any length on the
+    # reference's own rule: for each, the package's knots exactly (the same float64 steps).
+    pytest.importorskip("torch")
+    import tf_resnet9
+    from reference import torch_recipe
+
+    for epochs in (1, 2, 5, 10, 23, 24, 30):
+        assert torch_recipe.lr_knots(epochs) == tf_resnet9.TrainConfig(epochs=epochs).lr_knots
