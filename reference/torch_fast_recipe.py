@@ -40,15 +40,14 @@ class GhostBatchNorm(nn.BatchNorm2d):
     def forward(self, x):
         if not self.training:
             return super().forward(x)
-        # Page's grouping, his x.view(-1, C * splits, H, W): image b in sub-batch b % splits.
-        groups = x.reshape(-1, self.splits, *x.shape[1:])  # (B/splits, splits, C, H, W)
-        mean = groups.mean(dim=(0, 3, 4), keepdim=True)
-        variance = groups.var(dim=(0, 3, 4), unbiased=False, keepdim=True)
+        groups = x.reshape(self.splits, -1, *x.shape[1:])  # (splits, B/splits, C, H, W)
+        mean = groups.mean(dim=(1, 3, 4), keepdim=True)
+        variance = groups.var(dim=(1, 3, 4), unbiased=False, keepdim=True)
         y = (groups - mean) / torch.sqrt(variance + self.eps)
         y = y * self.weight[:, None, None] + self.bias[:, None, None]
         with torch.no_grad():
             for running, value in ((self.running_mean, mean), (self.running_var, variance)):
-                running.mul_(1 - self.momentum).add_(self.momentum * value.mean(1).flatten())
+                running.mul_(1 - self.momentum).add_(self.momentum * value.mean(0).flatten())
         return y.reshape(x.shape)
 
 

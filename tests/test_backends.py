@@ -5,6 +5,7 @@ import pytest
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.backends import xla_flags
 
 
 def test_value_and_grad_of_a_known_function():
@@ -74,3 +75,12 @@ def test_on_an_accelerator_the_compiled_steps_donate_their_state(monkeypatch):
     donated = ("tf.aliasing_output", "jax.buffer_donor")
     assert any(mark in lowered["gpu"] for mark in donated)
     assert not any(mark in lowered["cpu"] for mark in donated)
+
+
+def test_determinism_on_a_gpu_is_refused_without_xla_s_flag(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    with pytest.raises(RuntimeError, match="needs XLA_FLAGS=--xla_gpu_deterministic_ops=true"):
+        xla_flags.require_deterministic(on_gpu=True, backend="JAX")
+    xla_flags.require_deterministic(on_gpu=False, backend="JAX")  # a CPU is deterministic
+    monkeypatch.setenv("XLA_FLAGS", f"--xla_dump_to=/tmp/x {xla_flags.DETERMINISTIC}")
+    xla_flags.require_deterministic(on_gpu=True, backend="JAX")

@@ -167,9 +167,8 @@ class TrainConfig:
     )
     ghost_bn_splits: int = _setting(
         1,
-        "ResNet9: BatchNorm's training statistics per this many sub-batches of the batch "
-        "(ghost BatchNorm; image b in sub-batch b mod splits, as in Page's code); inference "
-        "uses their running averages, averaged over the splits.",
+        "ResNet9: BatchNorm's training statistics per this many equal sub-batches (ghost "
+        "BatchNorm); inference uses their running averages, averaged over the splits.",
         check=_at_least(1),
     )
     label_smoothing: float = _setting(

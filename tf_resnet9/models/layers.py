@@ -163,14 +163,16 @@ def _conv(x, filters: int, name: str, kernel: int, stride: int, init: str, dtype
 
 @keras.saving.register_keras_serializable(package="tf_resnet9")
 class GhostBatchNorm(layers.BatchNormalization):
-    """BatchNorm whose training statistics come from `splits` interleaved sub-batches.
+    """BatchNorm whose training statistics come from `splits` equal sub-batches.
 
-    In training, image b of the batch (B, H, W, C) belongs to sub-batch b % splits, as in
-    Page's code (his view(-1, C * splits, H, W) of an NCHW batch): sub-batch s holds images
-    s, s + splits, s + 2 splits, ... Each is normalised with its own mean and (biased, as
-    Keras') variance. The running statistics move towards the mean over the sub-batches of
-    their statistics, so inference, which uses them, normalises with the sub-batches'
-    average. With splits=1 this is `BatchNormalization`.
+    In training, the batch (B, H, W, C) is cut into `splits` consecutive groups of B / splits
+    images; each group is normalised with its own mean and (biased, as Keras') variance.
+    The running statistics move towards the mean over the groups of their statistics, so
+    inference, which uses them, normalises with the groups' average. With splits=1 this is
+    `BatchNormalization`. Page's code groups images s, s + splits, s + 2 splits, ...
+    instead (his view(-1, C * splits, H, W)); the batch is shuffled, so both draw the same
+    sub-batches in distribution, and consecutive ones stay on one device when the batch is
+    sharded over devices (no BatchNorm communication with splits a multiple of them).
 
     Args:
         splits: Sub-batches per batch (Page: 16 of 32 images); it must divide the batch.
@@ -194,16 +196,16 @@ class GhostBatchNorm(layers.BatchNormalization):
             )
         # float32 statistics, as Keras' BatchNormalization computes them under bf16/fp16.
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
-        ghosts = ops.reshape(x, (-1, self.splits, *x.shape[1:]))  # (B/splits, splits, ...)
-        axes = (0, *range(2, len(ghosts.shape) - 1))
-        mean, variance = ops.moments(ghosts, axes=axes, keepdims=True)  # (1, splits, ..., C)
+        ghosts = ops.reshape(x, (self.splits, -1, *x.shape[1:]))  # (splits, B/splits, ...)
+        axes = tuple(range(1, len(ghosts.shape) - 1))
+        mean, variance = ops.moments(ghosts, axes=axes, keepdims=True)  # (splits, 1, ..., C)
         normalized = (ghosts - mean) * ops.rsqrt(variance + self.epsilon)
         if self.scale:
             normalized = normalized * ops.cast(self.gamma, x.dtype)
         if self.center:
             normalized = normalized + ops.cast(self.beta, x.dtype)
         for moving, batch_value in ((self.moving_mean, mean), (self.moving_variance, variance)):
-            average = ops.reshape(ops.mean(batch_value, axis=1), moving.shape)
+            average = ops.reshape(ops.mean(batch_value, axis=0), moving.shape)
             moving.assign(
                 ops.cast(moving, x.dtype) * self.momentum + average * (1.0 - self.momentum)
             )
