@@ -14,7 +14,12 @@ JAX_VENV ?= .venv-jax
 # JAX's build: "jax" for the CPU; "jax[cuda12]" (or "jax[cuda13]") for an NVIDIA GPU.
 JAX ?= jax
 
-.PHONY: setup setup-jax run test test-jax lint
+# The GPU machine's libraries (requirements-gpu-stack.txt: Python 3.12, JAX 0.11.2, NumPy
+# 2.5.2, no TensorFlow) on this CPU: the JAX suite as the GPU machine would run it.
+GPU_STACK_VENV ?= .venv-gpu-stack
+PYTHON312 ?= $(or $(lastword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12)),python3.12)
+
+.PHONY: setup setup-jax setup-gpu-stack run test test-jax test-gpu-stack lint
 
 # The package with TensorFlow and the test tools (pytest, scipy, ruff, and torch for the
 # parity tests).
@@ -34,6 +39,11 @@ setup-jax: $(JAX_VENV)/.installed
 test-jax: $(JAX_VENV)/.installed
 	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -m "not tensorflow"
 
+test-gpu-stack: $(GPU_STACK_VENV)/.installed
+	KERAS_BACKEND=jax $(GPU_STACK_VENV)/bin/python -m pytest -m "not tensorflow"
+
+setup-gpu-stack: $(GPU_STACK_VENV)/.installed
+
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -47,4 +57,12 @@ $(JAX_VENV)/.installed: requirements-jax.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(JAX_VENV)
 	$(JAX_VENV)/bin/pip install --upgrade pip
 	$(JAX_VENV)/bin/pip install -r requirements-jax.txt "$(JAX)==0.10.2" -e . pytest scipy
+	touch $@
+
+$(GPU_STACK_VENV)/.installed: requirements-gpu-stack.txt setup.cfg pyproject.toml
+	$(PYTHON312) -m venv $(GPU_STACK_VENV)
+	$(GPU_STACK_VENV)/bin/pip install --upgrade pip
+	$(GPU_STACK_VENV)/bin/pip install -r requirements-gpu-stack.txt
+	$(GPU_STACK_VENV)/bin/pip install --no-deps -e .
+	$(GPU_STACK_VENV)/bin/pip check
 	touch $@

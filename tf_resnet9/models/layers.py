@@ -51,14 +51,20 @@ def check_options(num_classes: int, width: float, init: str, logit_scale: float)
     kernel_initializer(init)
 
 
-def full_precision(dtype) -> str:
-    """The dtype policy of a network's last layers (the global pool, the dense layer): float32
-    under a mixed policy, else the network's own (float64 stays float64). They cost nothing
-    next to the convolutions, and a reduced-precision max or mean there loses the most:
-    XLA's CPU compiler in JAX 0.11 even turns a compiled bf16 max over the final 4x4
-    window into NaN for some inputs."""
+def activation_dtype(dtype) -> str | None:
+    """The dtype policy of the activation layers (ReLU, CELU) of a network whose policy is
+    `dtype`: float32 where that computes in bfloat16, else `dtype` itself.
+
+    XLA:CPU in jaxlib 0.11 miscompiles a fusion (its YNNPACK path) that holds two bf16
+    maxima or minima sharing one broadcast constant, as two ReLUs do, and a reduction
+    downstream (a max pool, a global mean): compiled bf16 inference gives NaN, inf or
+    1e36 logits, while the same ops one by one, or any of them in float32, are right. In
+    float32 the activations share no bf16 constant, and the result is the same:
+    relu(round(x)) == round(relu(x)); CELU only gains precision (its exp in float32). The
+    casts fuse into the neighbouring elementwise ops. Do not "optimise" this back to bf16.
+    """
     policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
-    return "float32" if policy.compute_dtype in ("bfloat16", "float16") else policy.name
+    return "float32" if policy.compute_dtype == "bfloat16" else dtype
 
 
 def scaled(channels: int, width: float) -> int:
@@ -80,13 +86,15 @@ def batch_norm(splits: int = 1, scale: bool = True) -> LayerFactory:
 
 
 def activation(kind: str = "relu", celu_alpha: float = 0.3) -> LayerFactory:
-    """ReLU, or CELU with its alpha; the layer is named `<block>_relu` or `<block>_celu`."""
+    """ReLU, or CELU with its alpha; the layer is named `<block>_relu` or `<block>_celu`,
+    and computes in float32 under a bf16 policy (`activation_dtype`)."""
     if kind not in ACTIVATIONS:
         raise ValueError(
             f"activation={kind!r} is invalid: expected one of {', '.join(ACTIVATIONS)}."
         )
 
     def make(name: str, dtype) -> layers.Layer:
+        dtype = activation_dtype(dtype)
         if kind == "celu":
             return CELU(celu_alpha, dtype=dtype, name=f"{name}_celu")
         return layers.ReLU(dtype=dtype, name=f"{name}_relu")

@@ -23,7 +23,6 @@ from tf_resnet9.models.layers import (
     batch_norm,
     check_options,
     conv_bn,
-    full_precision,
     kernel_initializer,
     scaled,
 )
@@ -51,8 +50,8 @@ def resnet9(
         init: "torch" (PyTorch's default init, the recipe), "he_uniform" or "he_normal".
         logit_scale: Constant multiplying the logits (0.125 in the recipe).
         dtype: Keras dtype policy of every layer, e.g. "mixed_bfloat16"; None uses the
-            global policy. Under a mixed policy the final pool and the dense layer are
-            float32 (`tf_resnet9.models.layers.full_precision`); the logits always are.
+            global policy. The logits are float32 whatever it is, and the activations
+            under bf16 (`tf_resnet9.models.layers.activation_dtype`).
         norm: BatchNorm's factory, `tf_resnet9.models.layers.batch_norm(splits, scale)`;
             None: PyTorch's BatchNorm. Page's faster recipe: ghost BN, scale frozen.
         act: The activation's factory, `tf_resnet9.models.layers.activation(kind,
@@ -110,14 +109,13 @@ def _prep(images, channels: int, whitening, block):
 
 def _head(x, num_classes: int, init: str, logit_scale: float, dtype):
     """The global max pool, the dense layer without bias, the scaled logits."""
-    head = full_precision(dtype)
-    x = layers.MaxPooling2D(4, dtype=head, name="pool")(x)  # (B, 1, 1, 512)
-    x = layers.Flatten(dtype=head, name="flatten")(x)
+    x = layers.MaxPooling2D(4, dtype=dtype, name="pool")(x)  # (B, 1, 1, 512)
+    x = layers.Flatten(dtype=dtype, name="flatten")(x)
     x = layers.Dense(
         num_classes,
         use_bias=False,
         kernel_initializer=kernel_initializer(init),
-        dtype=head,
+        dtype=dtype,
         name="linear",
     )(x)
     # float32 logits: the softmax cross-entropy of bf16 logits loses precision.

@@ -29,7 +29,6 @@ from tf_resnet9.models.layers import (
     activation,
     check_options,
     conv_bn,
-    full_precision,
     kernel_initializer,
     scaled,
 )
@@ -63,11 +62,10 @@ def _resnet(
             x = _basic_block(
                 x, scaled(filters, width), stride, shortcut, f"stage{s}_block{b}", **block
             )
-    head = full_precision(dtype)
-    x = layers.GlobalAveragePooling2D(dtype=head, name="pool")(x)
+    x = layers.GlobalAveragePooling2D(dtype=dtype, name="pool")(x)
     logits = layers.Dense(
-        num_classes, kernel_initializer=kernel_initializer(init), dtype=head, name="dense"
-    )(x)
+        num_classes, kernel_initializer=kernel_initializer(init), dtype="float32", name="dense"
+    )(x)  # float32 logits: the loss of bf16 logits loses precision
     if logit_scale != 1:  # the papers' models have none: no layer unless asked for
         logits = layers.Rescaling(logit_scale, dtype="float32", name="logits")(logits)
     return keras.Model(images, logits, name=name)
@@ -87,8 +85,7 @@ def cifar_resnet(
         depth: Weighted layers; 6n + 2 for n >= 1.
         num_classes: Outputs of the dense layer.
         init: Conv and dense kernel initialisation (the paper: He-normal).
-        dtype: Keras dtype policy of the layers; the pool and the dense layer are float32
-            under a mixed one (`tf_resnet9.models.layers.full_precision`).
+        dtype: Keras dtype policy of every layer but the logits (float32).
         width: Multiplies every channel count (16/32/64); below 1 for quick tests.
         logit_scale: Constant multiplying the logits (1: none, as in the paper).
 
@@ -123,8 +120,7 @@ def resnet18_cifar(
         num_classes: Outputs of the dense layer.
         init: Conv and dense kernel initialisation ("torch": PyTorch's default, as the
             PyTorch codebases that train it use).
-        dtype: Keras dtype policy of the layers; the pool and the dense layer are float32
-            under a mixed one (`tf_resnet9.models.layers.full_precision`).
+        dtype: Keras dtype policy of every layer but the logits (float32).
         width: Multiplies every channel count (64/128/256/512); below 1 for quick tests.
         logit_scale: Constant multiplying the logits (1: none).
     """
