@@ -6,7 +6,7 @@ import pytest
 from tf_resnet9 import backends
 from tf_resnet9.backends.device import Device
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.config.settings import resolve
+from tf_resnet9.config.settings import resolve, resolve_devices
 from tf_resnet9.errors import ConfigError
 
 H100 = Device("gpu", "NVIDIA H100 80GB HBM3", (9, 0))
@@ -51,3 +51,33 @@ def test_host_augmentation_feeds_one_step_per_call_even_on_a_gpu():
 def test_a_batch_larger_than_the_data_is_refused():
     with pytest.raises(ConfigError, match="batch_size=512 is invalid: larger than the 100"):
         resolve(TrainConfig(), 100, 10, CPU)
+
+
+EIGHT_GPUS = Device("gpu", "NVIDIA H100 80GB HBM3", (9, 0), count=8)
+
+
+@pytest.mark.parametrize(
+    "devices, device, count",
+    [(None, EIGHT_GPUS, 8), ("all", EIGHT_GPUS, 8), ("2", EIGHT_GPUS, 2), (None, CPU, 1),
+     ("all", Device("cpu", "forced host devices", count=4), 4)],
+)  # fmt: skip
+def test_data_parallel_over_every_gpu_by_default_and_one_cpu(devices, device, count):
+    config = TrainConfig(devices=devices)
+    assert resolve_devices(config, device, "jax") == count
+
+
+@pytest.mark.parametrize(
+    "devices, backend, message",
+    [
+        ("16", "jax", "devices='16' is invalid: this host has 8"),
+        ("3", "jax", "batch_size=512 must split evenly over the 3 devices"),
+        ("2", "tensorflow", "data parallel training runs on Keras' JAX backend"),
+    ],
+)
+def test_devices_that_do_not_fit_are_refused_by_name(devices, backend, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_devices(TrainConfig(devices=devices), EIGHT_GPUS, backend)
+
+
+def test_one_gpu_of_eight_on_tensorflow_is_fine():
+    assert resolve_devices(TrainConfig(devices="1"), EIGHT_GPUS, "tensorflow") == 1

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 
 import keras
 
-from tf_resnet9 import models
+from tf_resnet9 import backends, models
+from tf_resnet9.backends.placement import SingleDevice
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import RunSettings
 from tf_resnet9.data import whitening
@@ -91,13 +92,27 @@ def build_optimizer(config: TrainConfig, lr, precision: str) -> keras.optimizers
     return optimizer
 
 
-def build_steps(config: TrainConfig, precision: str, lr, train_images=None) -> CompiledSteps:
+def placement(devices: int):
+    """Where a run's arrays live: one device, or data parallel over `devices` (JAX)."""
+    return backends.data_parallel(devices) if devices > 1 else SingleDevice()
+
+
+def build_steps(
+    config: TrainConfig, precision: str, lr, train_images=None, devices: int = 1
+) -> CompiledSteps:
     """The network of `config` with its optimizer following `lr` (`learning_rate`),
-    compiled. The gradient norms are for TensorBoard only: without it, the steps skip them.
-    `train_images`: see `build_model`.
+    compiled, on `devices` devices (data parallel where more than one). The gradient norms
+    are for TensorBoard only: without it, the steps skip them. `train_images`: see
+    `build_model`.
     """
-    model = build_model(config, precision, train_images)
-    optimizer = build_optimizer(config, lr, precision)
+    where = placement(devices)
+    with where.scope():  # the variables replicated on every device under data parallel
+        model = build_model(config, precision, train_images)
+        optimizer = build_optimizer(config, lr, precision)
+        return _compiled_steps(config, model, optimizer, where)
+
+
+def _compiled_steps(config: TrainConfig, model, optimizer, where) -> CompiledSteps:
     return CompiledSteps(
         model,
         optimizer,
@@ -106,12 +121,14 @@ def build_steps(config: TrainConfig, precision: str, lr, train_images=None) -> C
         label_smoothing=config.label_smoothing,
         tta_flip=config.tta_flip,
         ema=(config.ema_momentum, config.ema_every) if config.ema_momentum else None,
+        placement=where,
     )
 
 
-def train_input(config: TrainConfig, run: RunSettings, images, labels) -> TrainInput:
+def train_input(config: TrainConfig, run: RunSettings, images, labels, where=None) -> TrainInput:
     """The training input `run.augment` names ("device", or "host": tf.data, which needs
-    TensorFlow), with the config's augmentation."""
+    TensorFlow), with the config's augmentation, placed by `where` (the steps'
+    `placement`)."""
     if run.augment == "device":
         input_type = DeviceInput
     else:
@@ -124,6 +141,7 @@ def train_input(config: TrainConfig, run: RunSettings, images, labels) -> TrainI
         config.seed,
         pad=config.pad,
         cutout=config.cutout,
+        placement=where,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import os
 import sys
 import time
@@ -74,9 +75,11 @@ def train_and_evaluate(
     out = out or sys.stdout
     if resume and workdir is None:
         raise ConfigError("resume", True, "it needs the workdir of the run to resume.")
+    checkpoint = checkpoints.load_latest(workdir) if resume else None
+    if backends.process_index() != 0:  # of several: the first writes and shows the run
+        workdir, out = None, io.StringIO()
     if workdir is not None:
         check_packages(config)
-    checkpoint = checkpoints.load_latest(workdir) if resume else None
     created = folder.make_workdir(workdir)
     try:
         results, model = _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start)
@@ -118,7 +121,7 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
         backends.make_deterministic(config.jit)
     keras.utils.set_random_seed(config.seed)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr, splits.train[0])
+    steps = builders.build_steps(config, run.precision, lr, splits.train[0], run.devices)
     progress = _restore(checkpoint, config, steps, out) if checkpoint else Progress((), 0, 0)
     if checkpoint is not None and checkpoint.epoch >= config.epochs:
         fitted, compile_time = _restored_fit(checkpoint), checkpoint.compile_time_s
@@ -126,7 +129,7 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
         compile_time = _compile(config, run, splits, steps, out)
         own = _run_callbacks(config, run, splits, workdir, steps, progress, compile_time, out)
         lr_of_update = builders.lr_of_update(steps.optimizer, lr)
-        make_inputs = lambda: _inputs(config, run, splits)  # noqa: E731 - after the clock starts
+        make_inputs = lambda: _inputs(config, run, splits, steps)  # noqa: E731 - after the clock
         fitted = loop.fit(
             steps, make_inputs, config.epochs, lr_of_update, [*own, *callbacks], progress
         )
@@ -147,27 +150,37 @@ def _restore(checkpoint, config: TrainConfig, steps: CompiledSteps, out) -> Prog
 def _announce(config: TrainConfig, run: RunSettings, splits: Splits, out) -> None:
     if run.device.kind == "cpu":
         print(cpu_warning(config, run.device.name), file=out)
+    if config.ghost_bn_splits > 1 and config.ghost_bn_splits % run.devices:
+        print(
+            f"warning: ghost_bn_splits={config.ghost_bn_splits} is not a multiple of the "
+            f"{run.devices} devices: its sub-batches span devices, whose BatchNorm "
+            "statistics then need communication at every layer.",
+            file=out,
+        )
     held_out = f", {len(splits.val[1])} validation" if splits.val else ""
     print(
         f"{config.model} by the {config.recipe} recipe; data: {splits.source} "
         f"({len(splits.train[1])} train{held_out}, {len(splits.test[1])} test images); "
         f"device: {run.device.name}; backend: {run.backend}; precision: {run.precision}; "
-        f"augmentation: {run.augment}; XLA: {'on' if config.jit else 'off'}",
+        f"augmentation: {run.augment}; XLA: {'on' if config.jit else 'off'}"
+        + (f"; data parallel over {run.devices} devices" if run.devices > 1 else ""),
         file=out,
     )
 
 
-def _eval_sets(run: RunSettings, splits: Splits, stand_in: bool = False) -> dict[str, EvalSet]:
-    """{"test": ..., "val": ...} (validation only with one); zeros of the same shapes for
-    compiling (`stand_in`)."""
+def _eval_sets(run, splits: Splits, steps, stand_in: bool = False) -> dict[str, EvalSet]:
+    """{"test": ..., "val": ...} (validation only with one), placed where the steps read
+    them; zeros of the same shapes for compiling (`stand_in`)."""
     named = {"test": splits.test} | ({"val": splits.val} if splits.val else {})
     if stand_in:
         named = {name: tuple(map(np.zeros_like, split)) for name, split in named.items()}
-    return {name: EvalSet.build(*split, run.eval_batch_size) for name, split in named.items()}
+    size, where = run.eval_batch_size, steps.placement
+    return {name: EvalSet.build(*split, size, where) for name, split in named.items()}
 
 
-def _inputs(config, run, splits):
-    return builders.train_input(config, run, *splits.train), _eval_sets(run, splits)
+def _inputs(config, run, splits, steps):
+    train = builders.train_input(config, run, *splits.train, steps.placement)
+    return train, _eval_sets(run, splits, steps)
 
 
 def _compile(config, run, splits, steps: CompiledSteps, out) -> float:
@@ -180,8 +193,8 @@ def _compile(config, run, splits, steps: CompiledSteps, out) -> float:
     stand_in = tuple(map(np.zeros_like, splits.train))
     seconds = loop.warm_up(
         steps,
-        lambda: builders.train_input(config, run, *stand_in),
-        list(_eval_sets(run, splits, stand_in=True).values()),
+        lambda: builders.train_input(config, run, *stand_in, steps.placement),
+        list(_eval_sets(run, splits, steps, stand_in=True).values()),
     )
     print(f"compiled in {seconds:.1f} s; training", file=out, flush=True)
     return seconds

@@ -51,6 +51,32 @@ flags.DEFINE_boolean(
 flags.DEFINE_boolean(
     "verbose", False, "Show TensorFlow's and XLA's own log lines.", flag_values=FLAGS
 )
+# Many machines (JAX): `keras.distribution.initialize`, which starts `jax.distributed`.
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0, for a run over several processes (JAX). Unset: "
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES, or the cluster's own (SLURM) with --distributed.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "num_processes", None, "Processes of a run over several (JAX).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "process_id", None, "This process's number, 0 .. num_processes - 1 (JAX).", flag_values=FLAGS
+)
+flags.DEFINE_boolean(
+    "distributed",
+    False,
+    "Start jax.distributed even without the three flags above: from the "
+    "KERAS_DISTRIBUTION_* variables, or the cluster scheduler's (SLURM), which it reads.",
+    flag_values=FLAGS,
+)
+DISTRIBUTION_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
 
 
 def main(argv: list[str]) -> int:
@@ -64,7 +90,8 @@ def main(argv: list[str]) -> int:
     try:
         config = config_flags.config_from_flags(CONFIG_FLAGS, FLAGS)
         run_dir = FLAGS.workdir or workdir.default_workdir(config.model, config.recipe)
-        created = workdir.make_workdir(run_dir)
+        writes = start_processes() == 0  # of several processes, the first writes
+        created = workdir.make_workdir(run_dir) if writes else []
     except ConfigError as e:
         return _error(e)
     quiet = contextlib.nullcontext() if FLAGS.verbose else commands.NativeLogFilter()
@@ -82,6 +109,26 @@ def main(argv: list[str]) -> int:
             return _error(e)
     print(f"results: {os.path.join(run_dir, workdir.RESULTS_FILE)}")
     return 1 if results.unwritten else 0
+
+
+def start_processes() -> int:
+    """Starts `jax.distributed` where the flags or the environment ask for a run over
+    several processes (`keras.distribution.initialize`, before any computation); returns
+    this process's number (0 alone)."""
+    given = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    asked = FLAGS.distributed or any(v is not None for v in given)
+    if not (asked or any(name in os.environ for name in DISTRIBUTION_VARIABLES)):
+        return 0
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise ConfigError(
+            "distributed", True, "a run over several processes needs Keras' JAX backend."
+        )
+    keras.distribution.initialize(*given)
+    import jax
+
+    return jax.process_index()
 
 
 def _error(error: Exception) -> int:

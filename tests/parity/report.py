@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from tests.parity import cases, checks, distributions, experiments
+from tests.parity import cases, checks, distributions, experiments, resnet_side
 from tf_resnet9.backends.device import current_device
 from tf_resnet9.outputs.results import library_versions
 
@@ -26,7 +26,7 @@ AUGMENT_SEED = 4
 
 
 def all_rows() -> list[checks.Row]:
-    """Every comparison of tests/parity, run live, in the issue's order (tests 1-7)."""
+    """Every comparison of tests/parity, run live, in the order of its tests (1-8)."""
     keras_forward, torch_forward = experiments.keras_forward(), experiments.torch_forward()
     initial, _, _ = experiments.forward_inputs()
     keras_opt = experiments.keras_optimizer()
@@ -52,6 +52,11 @@ def all_rows() -> list[checks.Row]:
         distributions.pipeline_draws(distributions.DRAW_COUNT, AUGMENT_SEED),
     )
     rows += checks.dynamics_rows(experiments.keras_dynamics(), experiments.torch_dynamics())
+    keras_resnets, torch_resnets = resnet_side.keras_resnets(), resnet_side.torch_resnets()
+    for model in resnet_side.MODELS:  # test 8: the CIFAR ResNets
+        rows += checks.resnet_rows(keras_resnets, torch_resnets, model)
+    for model in resnet_side.PLANTED:
+        rows += checks.planted_rows(keras_resnets, torch_resnets, model)
     return rows
 
 

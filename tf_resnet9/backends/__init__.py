@@ -1,8 +1,8 @@
 """Everything that differs between Keras' backends; the rest of tf_resnet9 is written once,
 in `keras.ops`. This package picks the module for the active Keras backend; both offer what
 follows, loaded on first use (so that the commands can set XLA's flags before Keras starts).
-`device` (the device training runs on) and `xla_flags` (the XLA flags the package sets)
-are shared by both.
+`device` (the device training runs on), `placement` (where arrays live: one device here)
+and `xla_flags` (the XLA flags the package sets) are shared by both.
 
     NAME                      "tensorflow" or "jax"
     DEFAULT_AUGMENT           where augmentation runs unless told: "host" (tf.data) or
@@ -12,12 +12,18 @@ are shared by both.
                               ((loss, aux), grads), grads shaped like params
     compile_fn(fn, jit)       fn compiled as one program (XLA when jit is True); the
                               compiled fn may consume its first argument (JAX donates it)
+    program_text(compiled, *args)
+                              XLA's optimised program (HLO text) of a compiled fn for args
     make_seed(seed)           a stateless random seed from a Python int
     split_seed(seed, count)   `count` independent seeds, stacked on axis 0
     randint(seed, shape, low, high)   int32 uniform in low..high-1
     permutation(seed, count)  a random permutation of 0..count-1 (int32)
     wait(tree)                blocks until every array in `tree` has been computed
     gpu()                     (name, compute capability or None, count) of the GPUs, or None
+    local_device_count()      devices of the default kind this process sees
+    data_parallel(count)      a placement over `count` devices (JAX; `placement`)
+    process_index()           this process's number among jax.distributed's (0 alone)
+    process_count()           how many processes jax.distributed started (1 alone)
     make_deterministic(jit)   every op deterministic from now on (raises where it cannot be)
     TrainingState(groups, optimizer)
                               where the weights live between compiled calls, for the
@@ -36,6 +42,7 @@ _NAMES = (
     "HOST_AUGMENT",
     "value_and_grad",
     "compile_fn",
+    "program_text",
     "make_seed",
     "split_seed",
     "randint",
@@ -44,6 +51,10 @@ _NAMES = (
     "gpu",
     "make_deterministic",
     "TrainingState",
+    "local_device_count",
+    "data_parallel",
+    "process_index",
+    "process_count",
 )
 
 

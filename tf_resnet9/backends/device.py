@@ -15,7 +15,8 @@ class Device:
         kind: "gpu" or "cpu".
         name: e.g. "NVIDIA H100 80GB HBM3", or the CPU's description.
         compute_capability: (major, minor) for an NVIDIA GPU, else None.
-        count: How many devices of this kind the backend sees (data parallel uses them).
+        count: How many devices of this kind this process sees (data parallel may use
+            them all).
     """
 
     kind: str
@@ -37,7 +38,7 @@ def current_device() -> Device:
     if gpu is not None:
         name, capability, count = gpu
         return Device("gpu", name, capability, count)
-    return Device("cpu", cpu_name())
+    return Device("cpu", cpu_name(), count=backends.local_device_count())
 
 
 def cpu_name() -> str:

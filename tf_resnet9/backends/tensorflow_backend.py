@@ -24,6 +24,10 @@ def compile_fn(fn, jit: bool):
     return tf.function(fn, jit_compile=jit)
 
 
+def program_text(compiled, *args) -> str:
+    return compiled.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+
+
 def make_seed(seed: int):
     return tf.constant([seed, 0], tf.int64)
 
@@ -53,6 +57,24 @@ def make_deterministic(jit: bool) -> None:
     # gradients ("no deterministic XLA implementation"), while XLA is deterministic on the
     # CPU as it is, and on a GPU with the flag.
     xla_flags.require_deterministic(bool(tf.config.list_physical_devices("GPU")), "TensorFlow")
+
+
+def local_device_count() -> int:
+    return len(tf.config.list_logical_devices("GPU")) or 1
+
+
+def process_index() -> int:
+    return 0  # one process: data parallel, and so several processes, is JAX's
+
+
+def process_count() -> int:
+    return 1
+
+
+def data_parallel(count: int):
+    # Keras' distribution API is JAX's only (keras/src/backend/tensorflow/distribution_lib.py
+    # implements none of it); tf.distribute's strategies do not fit these steps.
+    raise NotImplementedError("data parallel training needs Keras' JAX backend.")
 
 
 def gpu() -> tuple[str, tuple[int, int] | None, int] | None:

@@ -19,7 +19,12 @@ from tf_resnet9.config.recipes import DEFAULT_RECIPE
 from tf_resnet9.config.train_config import TrainConfig
 from tf_resnet9.errors import ConfigError
 
-_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
+_DEFINE = {
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_boolean,
+    str: flags.DEFINE_string,
+}
 
 
 def _field_type(field: dataclasses.Field):

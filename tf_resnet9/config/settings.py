@@ -23,6 +23,7 @@ class RunSettings:
         steps_per_epoch: Training images // batch size.
         steps_per_call: Training steps per compiled call.
         eval_batch_size: Test images per evaluation call.
+        devices: Devices each batch is split over (data parallel), of all processes.
     """
 
     backend: str
@@ -32,6 +33,7 @@ class RunSettings:
     steps_per_epoch: int
     steps_per_call: int
     eval_batch_size: int
+    devices: int = 1
 
     def record(self) -> dict:
         """The resolved values, as results.json stores them beside the config (the device
@@ -57,6 +59,47 @@ def default_steps_per_call(augment: str, device: Device, steps_per_epoch: int) -
     inside a loop ~70x slower than outside one (measured on ResNet9).
     """
     return steps_per_epoch if augment == "device" and device.kind == "gpu" else 1
+
+
+def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
+    """How many devices the run splits its batches over: of this host, and under
+    `jax.distributed` of every process.
+
+    Raises:
+        ConfigError: more than the host has, a batch that does not split evenly, or data
+            parallel on TensorFlow.
+    """
+    if config.devices is None:
+        count = device.count if device.kind == "gpu" else 1
+    else:
+        count = device.count if str(config.devices) == "all" else int(config.devices)
+    if count > device.count:
+        raise ConfigError(
+            "devices", config.devices, f"this host has {device.count} ({device.name})."
+        )
+    processes = backends.process_count()
+    if processes > 1:  # jax.distributed: every device of every process, one batch split
+        if count != device.count:
+            raise ConfigError(
+                "devices",
+                config.devices,
+                f"a run over {processes} processes uses each one's {device.count} devices: all.",
+            )
+        count *= processes
+    if count > 1 and backend != "jax":
+        raise ConfigError(
+            "devices",
+            config.devices,
+            "data parallel training runs on Keras' JAX backend (KERAS_BACKEND=jax): Keras' "
+            "distribution API is not implemented for TensorFlow.",
+        )
+    if config.batch_size % count:
+        raise ConfigError(
+            "devices",
+            config.devices,
+            f"batch_size={config.batch_size} must split evenly over the {count} devices.",
+        )
+    return count
 
 
 def resolve(
@@ -88,6 +131,7 @@ def resolve(
             "dropped, so no step would run).",
         )
     device = device or current_device()
+    devices = resolve_devices(config, device, backends.NAME)
     steps_per_epoch = train_images // config.batch_size
     steps_per_call = config.steps_per_call or default_steps_per_call(
         augment, device, steps_per_epoch
@@ -99,5 +143,12 @@ def resolve(
         augment=augment,
         steps_per_epoch=steps_per_epoch,
         steps_per_call=min(steps_per_call, steps_per_epoch),
-        eval_batch_size=min(config.batch_size, test_images),
+        eval_batch_size=_eval_batch_size(config.batch_size, test_images, devices),
+        devices=devices,
     )
+
+
+def _eval_batch_size(batch_size: int, test_images: int, devices: int) -> int:
+    """The training batch, or the whole test set where smaller, as a multiple of `devices`
+    (the last batch is padded anyway)."""
+    return max(devices, min(batch_size, test_images) // devices * devices)

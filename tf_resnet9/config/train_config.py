@@ -207,6 +207,16 @@ class TrainConfig:
         PRECISIONS,
     )
     jit: bool = _setting(True, "XLA-compile the train and eval steps.")
+    devices: str | None = _setting(
+        None,
+        "Data parallel over this many of the host's devices (an integer), or all; each "
+        "step's batch of batch_size is split over them (JAX only). Unset: all on a GPU "
+        "host, 1 on a CPU.",
+        check=Check(
+            lambda v: str(v) == "all" or (str(v).isdigit() and int(v) >= 1),
+            "all, or an integer >= 1",
+        ),
+    )
     pad: str = _setting(
         "reflect",
         "Training augmentation's 4-pixel padding before the random crop: reflect (Page) or "

@@ -32,7 +32,9 @@ class HostInput:
         seed: int,
         pad: str = "reflect",
         cutout: bool = True,
+        placement=None,
     ):
+        del placement  # one device: data parallel is JAX's, and tf.data is TensorFlow's
         self.padded = tf.constant(ops.convert_to_numpy(augment.pad_images(images, pad)))
         self.labels = tf.constant(labels, tf.int32)
         self.batch_size = batch_size

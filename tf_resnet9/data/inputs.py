@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.backends.placement import SingleDevice
 from tf_resnet9.data import augment
 
 
@@ -40,6 +41,8 @@ class Batches(Protocol):
     steps keep one program per distinct `Batches` (a stand-in input for compiling and the
     real one share theirs)."""
 
+    batch_axes: tuple  # per array of a chunk, its batch axis (None: not split by data parallel)
+
     def count(self, chunk) -> int:
         """Steps in the chunk (a static shape)."""
 
@@ -62,6 +65,8 @@ class PreparedBatches:
     """Step i of a chunk of batches prepared already, (images (S, B, 32, 32, 3) float32,
     labels (S, B) int32): what `HostInput`'s tf.data pipeline yields."""
 
+    batch_axes = (1, 1)
+
     def count(self, chunk) -> int:
         return chunk[0].shape[0]
 
@@ -76,6 +81,9 @@ class DeviceBatches:
     the device, cropped, flipped, normalised and (with `cutout`) cut out there."""
 
     cutout: bool
+    # The padded set, its labels and the steps' seeds on every device; each step's images
+    # split along the batch.
+    batch_axes = (None, None, 1, None)
 
     def count(self, chunk) -> int:
         return chunk[2].shape[0]
@@ -101,6 +109,8 @@ class DeviceInput:
         seed: Seeds the shuffles and augmentations of all epochs (see `epoch_seed`).
         pad: "reflect" or "zero" (`tf_resnet9.data.augment.pad_images`).
         cutout: Cut out a square in every image.
+        placement: Where the arrays live (`tf_resnet9.backends.placement`); the padded set
+            is placed once, here.
     """
 
     def __init__(
@@ -112,9 +122,12 @@ class DeviceInput:
         seed: int,
         pad: str = "reflect",
         cutout: bool = True,
+        placement=None,
     ):
-        self.padded = augment.pad_images(ops.convert_to_tensor(images), pad)  # (N, 40, 40, 3)
-        self.labels = ops.convert_to_tensor(np.asarray(labels, np.int32))
+        placement = placement or SingleDevice()
+        padded = augment.pad_images(ops.convert_to_tensor(images), pad)  # (N, 40, 40, 3)
+        self.padded = placement.put(padded)
+        self.labels = placement.put(ops.convert_to_tensor(np.asarray(labels, np.int32)))
         self.batch_size = batch_size
         self.steps = len(images) // batch_size
         self.steps_per_call = steps_per_call

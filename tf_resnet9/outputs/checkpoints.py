@@ -24,8 +24,9 @@ from tf_resnet9.errors import CheckpointError
 from tf_resnet9.outputs.workdir import checkpoint_folder, checkpoint_paths, write_atomic
 from tf_resnet9.training.records import EpochEnd, EpochRecord, Progress
 
-# Settings that may differ between a run and its resumption: they change nothing computed.
-_FREE_TO_CHANGE = {"keep_checkpoints", "tensorboard", "grad_log_every"}
+# Settings that may differ between a run and its resumption: they change nothing computed
+# (the devices a batch is split over change only the order of the sums).
+_FREE_TO_CHANGE = {"keep_checkpoints", "tensorboard", "grad_log_every", "devices"}
 
 
 @dataclasses.dataclass(frozen=True)

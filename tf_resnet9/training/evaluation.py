@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 from keras import ops
 
+from tf_resnet9.backends.placement import SingleDevice
 from tf_resnet9.training.steps import CompiledSteps
 
 
@@ -24,7 +25,12 @@ class EvalSet(NamedTuple):
     count: int
 
     @classmethod
-    def build(cls, images: np.ndarray, labels: np.ndarray, batch_size: int) -> EvalSet:
+    def build(
+        cls, images: np.ndarray, labels: np.ndarray, batch_size: int, placement=None
+    ) -> EvalSet:
+        """The set in batches of `batch_size`, placed by `placement` (one device if None;
+        data parallel splits each batch over the devices)."""
+        put = (placement or SingleDevice()).put
         count = len(images)
         steps = -(-count // batch_size)
         pad = steps * batch_size - count
@@ -32,9 +38,9 @@ class EvalSet(NamedTuple):
         labels = np.concatenate([np.asarray(labels, np.int32), np.zeros(pad, np.int32)])
         weights = (np.arange(steps * batch_size) < count).astype(np.float32)
         return cls(
-            ops.convert_to_tensor(images.reshape(steps, batch_size, *images.shape[1:])),
-            ops.convert_to_tensor(labels.reshape(steps, batch_size)),
-            ops.convert_to_tensor(weights.reshape(steps, batch_size)),
+            put(ops.convert_to_tensor(images.reshape(steps, batch_size, *images.shape[1:])), 1),
+            put(ops.convert_to_tensor(labels.reshape(steps, batch_size)), 1),
+            put(ops.convert_to_tensor(weights.reshape(steps, batch_size)), 1),
             count,
         )
 

@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.backends.placement import SingleDevice
 from tf_resnet9.data import augment
 from tf_resnet9.data.inputs import PreparedBatches
 
@@ -65,6 +66,8 @@ class CompiledSteps:
             timing: his `update_ema(0.99, update_freq=5)`, made anew each epoch, fires on
             its first call and every 5th after (steps 1, 6, ..., 96 of a 97-step epoch).
             None: no average.
+        placement: Where the arrays live (`tf_resnet9.backends.placement`): one device
+            unless told; build the model and the optimizer in its `scope()`.
     """
 
     def __init__(
@@ -76,7 +79,9 @@ class CompiledSteps:
         label_smoothing: float = 0.0,
         tta_flip: bool = False,
         ema: tuple[float, int] | None = None,
+        placement=None,
     ):
+        self.placement = placement or SingleDevice()
         self.model = model
         self.optimizer = optimizer
         self.label_smoothing = label_smoothing
@@ -106,21 +111,34 @@ class CompiledSteps:
         self._loss_and_grads = backends.value_and_grad(self._loss)
         self._jit = jit
         self._train_fns = {}
-        self.evaluate = backends.compile_fn(self._evaluate, jit)
+        self.evaluate = self.placement.compile(self._evaluate, jit)
 
     def train_fn(self, batches):
         """The compiled call that trains on one chunk of a training input:
         `fn(state, first_step, chunk) -> (state, CallMetrics)`, step i of the chunk on
         `batches(chunk, i)`; `first_step` (int32) is the index in its epoch (from 0) of the
         chunk's first step. One program per distinct `batches`
-        (`tf_resnet9.data.inputs.Batches`), compiled on its first call."""
+        (`tf_resnet9.data.inputs.Batches`), compiled on its first call; `fn.program(state,
+        first_step, chunk)` is its optimised program as text (XLA's HLO), where the
+        data-parallel tests and benchmarks count the all-reduces."""
         if batches not in self._train_fns:
 
             def train(state, first_step, chunk):
                 count = batches.count(chunk)
                 return self._steps(state, first_step, count, lambda i: batches(chunk, i))
 
-            self._train_fns[batches] = backends.compile_fn(train, self._jit)
+            compiled, put = self.placement.compile(train, self._jit), self.placement.put
+
+            def place(chunk):
+                return tuple(put(array, axis) for array, axis in zip(chunk, batches.batch_axes))
+
+            def placed(state, first_step, chunk):
+                return compiled(state, first_step, place(chunk))
+
+            placed.program = lambda *args: backends.program_text(
+                compiled, *args[:2], place(args[2])
+            )
+            self._train_fns[batches] = placed
         return self._train_fns[batches]
 
     def train_on_batches(self, state, images, labels, first_step: int = 0):
