@@ -15,11 +15,12 @@ JAX_VENV ?= .venv-jax
 JAX ?= jax
 
 # The GPU machine's libraries (requirements-gpu-stack.txt: Python 3.12, JAX 0.11.2, NumPy
-# 2.5.2, no TensorFlow) on this CPU: the JAX suite as the GPU machine would run it.
+# 2.5.2, no TensorFlow) on this CPU: the JAX suite, slow tests included, as the GPU machine
+# would run it.
 GPU_STACK_VENV ?= .venv-gpu-stack
 PYTHON312 ?= $(or $(lastword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12)),python3.12)
 
-.PHONY: setup setup-jax setup-gpu-stack run test test-jax test-gpu-stack lint
+.PHONY: setup setup-jax setup-gpu-stack run test test-slow test-jax test-gpu-stack lint
 
 # The package with TensorFlow and the test tools (pytest, scipy, ruff, and torch for the
 # parity tests).
@@ -31,13 +32,18 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The slow tests (the `slow` marker: whole runs of the commands and benchmarks), which the
+# default run leaves out; CI runs them too.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
 # Keras on JAX, without TensorFlow, in $(JAX_VENV). Train there with
 #   KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m tf_resnet9.train
 setup-jax: $(JAX_VENV)/.installed
 
 # The same tests on Keras' JAX backend with TensorFlow absent (tf.data tests deselected).
 test-jax: $(JAX_VENV)/.installed
-	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -m "not tensorflow"
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -m "not tensorflow and not slow"
 
 test-gpu-stack: $(GPU_STACK_VENV)/.installed
 	KERAS_BACKEND=jax $(GPU_STACK_VENV)/bin/python -m pytest -m "not tensorflow"

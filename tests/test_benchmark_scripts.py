@@ -44,6 +44,7 @@ def check_report(report: dict, benchmark: str) -> None:
     assert summary["model_flop_utilization"] is None  # no bf16 peak for a CPU, and narrow
 
 
+@pytest.mark.slow
 def test_dawnbench_writes_a_report(data_dir, tmp_path):
     check_report(run_benchmark("dawnbench", data_dir, tmp_path / "dawnbench.json"), "dawnbench")
 
@@ -60,6 +61,7 @@ def test_time_to_target_is_the_first_epoch_reaching_it():
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
 class TestReferenceTorch:
+    @pytest.mark.slow
     def test_writes_a_report_like_dawnbench(self, data_dir, tmp_path):
         report = run_benchmark("reference_torch", data_dir, tmp_path / "reference.json")
         check_report(report, "reference_torch")
@@ -110,6 +112,7 @@ class TestReferenceTorch:
         )
 
 
+@pytest.mark.slow
 def test_throughput_writes_its_figures(tmp_path):
     out = tmp_path / "throughput.json"
     flags = {"width": 0.0625, "batch_size": 16, "images": 32, "repeats": 1}

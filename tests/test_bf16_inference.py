@@ -22,6 +22,9 @@ from tf_resnet9.training.optimizers import NesterovSGD
 from tf_resnet9.training.schedules import PiecewiseLinear
 from tf_resnet9.training.steps import CompiledSteps
 
+# On TensorFlow, which the bug spares, with the slow tests: its XLA compiles bf16 slowly on
+# a CPU (100 s for these four).
+pytestmark = [pytest.mark.slow] if backends.NAME == "tensorflow" else []
 BATCH = 32  # XLA:CPU makes the fusion for a batch of 8 or more
 MODELS = {
     "resnet9": lambda dtype: resnet9(width=0.0625, dtype=dtype),

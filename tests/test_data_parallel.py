@@ -18,15 +18,23 @@ import pytest
 from tests.cifar_files import fake_cifar10, write_folder
 from tests.commands import ROOT
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="data parallel is JAX's (make test-jax)"
-)
+pytestmark = [
+    pytest.mark.skipif(keras.backend.backend() != "jax", reason="data parallel is JAX's"),
+    pytest.mark.slow,  # whole runs in fresh processes: minutes
+]
 DEVICES = 4
 # One device against four: the same maths, the gradient's sum over the batch split into 4
-# partial sums then all-reduced: float32 round-off of a few ulp of the updates (measured
-# 6e-8 after one step and after an epoch of 3, on weights of order 0.1 to 1).
+# partial sums then all-reduced: float32 round-off of a few ulp of the updates after one
+# step (measured 7e-9 to 1.2e-7 on weights of order 0.1 to 1). A wrong gradient (an
+# all-reduce missing, BatchNorm statistics per device) is off by far more at once.
 ONE_STEP = 1e-6
-SEVERAL_STEPS = 1e-5  # 3 steps: the round-off carried along, with room for 10x growth
+# After several steps the round-off is carried along, and where a ReLU's input or a max
+# pool's two largest values are within round-off of each other the two runs may route a
+# gradient differently, which later steps amplify: measured 6e-8 after the probe's 3 steps,
+# but 4e-3 after 8 steps at width 0.25 and batch 128, where the same runs in float64 stay
+# within 9e-9 (benchmarks/README.md). So beyond one step only a divergence is checked
+# (1e-2, weights of order 0.1 to 1); the maths is checked by ONE_STEP.
+SEVERAL_STEPS = 1e-2
 TINY = ["--width", "0.0625", "--batch_size", "32", "--notensorboard", "--epochs", "2"]
 
 
@@ -164,4 +172,4 @@ def test_the_scaling_benchmark_writes_its_rows(tmp_path):
     assert [row["devices"] for row in rows] == [1, 2]
     assert rows[0]["all_reduces_per_call"] == 0 and rows[1]["all_reduces_per_call"] > 0
     assert rows[0]["speed_up"] == 1.0 and all(row["images_per_s"] > 0 for row in rows)
-    assert rows[1]["largest_weight_difference_after_one_epoch"] <= ONE_STEP * 2  # 2 steps
+    assert rows[1]["largest_weight_difference_after_one_epoch"] <= SEVERAL_STEPS

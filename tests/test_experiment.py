@@ -48,6 +48,7 @@ def class_sorted_cifar100(tmp_path_factory):
     return write_folder(tmp_path_factory.mktemp("sorted"), batches, dataset="cifar100")
 
 
+@pytest.mark.slow
 def test_a_cifar100_run_its_callbacks_and_balanced_subsets(class_sorted_cifar100, tmp_path):
     config = TrainConfig(
         dataset="cifar100",

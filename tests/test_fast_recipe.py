@@ -217,6 +217,7 @@ def test_page10_sets_every_switch():
     assert (config.ema_momentum, config.ema_every, config.tta_flip) == (0.99, 5, True)
 
 
+@pytest.mark.slow
 def test_a_page10_run_resumed_from_its_first_checkpoint_ends_the_same(tmp_path):
     # The average and the whitening filter are in the checkpoint: a run resumed after
     # epoch 1 ends with the numbers of the run that was not interrupted (bit for bit: a

@@ -152,6 +152,7 @@ def assert_same_numbers(workdir, other) -> None:
         np.testing.assert_array_equal(a, b)  # bit for bit
 
 
+@pytest.mark.slow
 def test_runs_with_the_same_seed_are_identical(capsys, data_dir, tmp_path, finished_run):
     # Bit for bit: on a CPU XLA's programs are deterministic as they are; on a GPU only
     # because RUN has --deterministic (XLA's deterministic kernels; see the next test).
@@ -162,6 +163,7 @@ def test_runs_with_the_same_seed_are_identical(capsys, data_dir, tmp_path, finis
     assert_same_numbers(tmp_path / "again", finished_run[1])
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_ends_where_an_uninterrupted_run_ends(
     capsys, data_dir, tmp_path, finished_run
 ):

@@ -7,10 +7,15 @@ and a planted bug (stride-2 convolutions padded as Keras' "same") that must fail
 Tolerances and their reasons: `tests.parity.checks` (RESNET_*, PLANTED).
 """
 
+import keras
 import numpy as np
 import pytest
 
 from tests.parity import checks, resnet_map, resnet_side
+
+# Eager JAX compiles every op once per new shape: six full-width networks take two minutes
+# there (20 s on TensorFlow), so on JAX they run with the slow tests.
+pytestmark = [pytest.mark.slow] if keras.backend.backend() == "jax" else []
 
 
 @pytest.mark.parametrize("model", resnet_side.MODELS)

@@ -118,9 +118,10 @@ class CompiledSteps:
         `fn(state, first_step, chunk) -> (state, CallMetrics)`, step i of the chunk on
         `batches(chunk, i)`; `first_step` (int32) is the index in its epoch (from 0) of the
         chunk's first step. One program per distinct `batches`
-        (`tf_resnet9.data.inputs.Batches`), compiled on its first call; `fn.program(state,
-        first_step, chunk)` is its optimised program as text (XLA's HLO), where the
-        data-parallel tests and benchmarks count the all-reduces."""
+        (`tf_resnet9.data.inputs.Batches`), compiled on its first call. `fn.compiled` is
+        the compiled function, which takes chunks placed by `fn.place(chunk)`, and
+        `fn.program(state, first_step, chunk)` its optimised program as text (XLA's HLO),
+        where the data-parallel tests and benchmarks count the all-reduces."""
         if batches not in self._train_fns:
 
             def train(state, first_step, chunk):
@@ -135,8 +136,11 @@ class CompiledSteps:
             def placed(state, first_step, chunk):
                 return compiled(state, first_step, place(chunk))
 
-            placed.program = lambda *args: backends.program_text(
-                compiled, *args[:2], place(args[2])
+            # What a profile or a test of the program needs: the compiled function itself,
+            # the placement of a chunk, and the optimised program's text.
+            placed.compiled, placed.place = compiled, place
+            placed.program = lambda state, first, chunk: backends.program_text(
+                compiled, state, first, place(chunk)
             )
             self._train_fns[batches] = placed
         return self._train_fns[batches]
