@@ -41,9 +41,11 @@ test-slow: setup
 #   KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m tf_resnet9.train
 setup-jax: $(JAX_VENV)/.installed
 
-# The same tests on Keras' JAX backend with TensorFlow absent (tf.data tests deselected).
+# The same tests on Keras' JAX backend with TensorFlow absent (tf.data tests deselected);
+# CI adds the slow ones about JAX alone: JAX_MARKS='not tensorflow and (not slow or jax)'.
+JAX_MARKS ?= not tensorflow and not slow
 test-jax: $(JAX_VENV)/.installed
-	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -m "not tensorflow and not slow"
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -m "$(JAX_MARKS)"
 
 test-gpu-stack: $(GPU_STACK_VENV)/.installed
 	KERAS_BACKEND=jax $(GPU_STACK_VENV)/bin/python -m pytest -m "not tensorflow"
@@ -56,7 +58,7 @@ lint: setup
 $(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements.txt -e '.[test]' ruff==0.17.6
+	$(BIN)/pip install -r requirements.txt -e '.[test,sweep]' ruff==0.17.6
 	touch $@
 
 $(JAX_VENV)/.installed: requirements-jax.txt setup.cfg pyproject.toml

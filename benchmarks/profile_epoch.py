@@ -406,7 +406,7 @@ def run_profile(config, images: int, top: int) -> tuple[dict, str]:
     y = rng.integers(0, 10, images)
     run = resolve(config, images, images)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr, x)
+    steps = builders.build_steps(config, run, lr, x)
     train_input = builders.train_input(config, run, x, y)
 
     start = time.perf_counter()

@@ -66,7 +66,7 @@ def measure(count: int, images, labels) -> tuple[dict, list[np.ndarray]]:
     run = resolve(config, len(labels), len(labels))
     keras.utils.set_random_seed(config.seed)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr, images, run.devices)
+    steps = builders.build_steps(config, run, lr, images)
     train_input = builders.train_input(config, run, images, labels, steps.placement)
     start = time.perf_counter()
     state, _ = loop.run_epoch(steps, steps.initial_state(), train_input)  # compiles

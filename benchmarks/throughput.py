@@ -4,8 +4,8 @@ r"""Training images per second of each way to feed and compile the steps, on thi
 
 Each way is a `TrainConfig` choice: where augmentation runs (`--augment device`, and `host`,
 tf.data, on TensorFlow) and whether the steps are XLA-compiled (`--jit`), and, with the
-fastest input, the steps without the gradient norms TensorBoard logs (what
-`--notensorboard` trains). Each is timed as an epoch of `--images` synthetic images through
+defaults, the steps without the gradient norms TensorBoard logs (what `--notensorboard`
+trains). Each is timed as an epoch of `--images` synthetic images through
 the real training input and steps, after an identical untimed epoch (compilation,
 autotuning), the device synchronised before the clock stops; the ways alternate `--repeats`
 times so that a slow spell of the machine hits all alike, and the median is reported. The
@@ -47,7 +47,7 @@ def ways() -> dict[str, dict]:
         for augment in inputs
         for jit in (True, False)
     }
-    return named | {"augment device, XLA on, no grad norms": {"tensorboard": False}}
+    return named | {"the defaults, no grad norms": {"tensorboard": False}}
 
 
 def epoch_seconds(steps, train_input, state) -> tuple[float, object]:
@@ -62,7 +62,7 @@ def prepare(settings: dict, images, labels):
     config = config_from_flags(CONFIG_FLAGS, **settings)
     run = resolve(config, len(images), len(images))
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr)
+    steps = builders.build_steps(config, run, lr)
     train_input = builders.train_input(config, run, images, labels)
     _, state = epoch_seconds(steps, train_input, steps.initial_state())
     return steps, train_input, state, run

@@ -43,7 +43,7 @@ def trained(devices: int, **settings) -> dict:
     run = resolve(config, len(LABELS), len(TEST[1]))
     keras.utils.set_random_seed(0)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr, IMAGES, run.devices)
+    steps = builders.build_steps(config, run, lr, IMAGES)
     train_input = builders.train_input(config, run, IMAGES, LABELS, steps.placement)
     train = steps.train_fn(train_input.batches)
     chunks = list(train_input.epoch(1))

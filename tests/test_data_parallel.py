@@ -21,6 +21,7 @@ from tests.commands import ROOT
 pytestmark = [
     pytest.mark.skipif(keras.backend.backend() != "jax", reason="data parallel is JAX's"),
     pytest.mark.slow,  # whole runs in fresh processes: minutes
+    pytest.mark.jax,
 ]
 DEVICES = 4
 # One device against four: the same maths, the gradient's sum over the batch split into 4

@@ -40,6 +40,7 @@ def test_the_notebook_is_kept_without_outputs():
     assert len(tagged) == 1 and "WIDTH = " in tagged[0].source
 
 
+@pytest.mark.slow  # trains two runs in a kernel
 def test_the_notebook_runs_on_tiny_data_and_draws_its_figures(tmp_path, monkeypatch):
     data_dir = write_folder(tmp_path / "data", fake_cifar10(train_per_batch=20, test=20))
     monkeypatch.setenv("TF_RESNET9_DATA", data_dir)  # the kernel inherits the environment

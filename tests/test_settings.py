@@ -40,6 +40,20 @@ def test_a_gpu_trains_an_epoch_per_compiled_call_on_device_augmentation(device):
     assert resolve(TrainConfig(steps_per_call=500), 5_000, 1_000, device).steps_per_call == 9
 
 
+@pytest.mark.parametrize("device", [H100, V100, CPU])
+def test_the_input_and_the_compiler_follow_the_backend_and_the_device(device):
+    # README.org's defaults: TensorFlow on a CPU without XLA and with the device input (its
+    # fastest there, benchmarks.throughput), on a GPU with XLA and tf.data; JAX always with
+    # XLA and the device input.
+    run = resolve(TrainConfig(), 50_000, 10_000, device)
+    tensorflow_gpu = backends.NAME == "tensorflow" and device.kind == "gpu"
+    assert run.augment == ("host" if tensorflow_gpu else "device")
+    assert run.jit is (backends.NAME == "jax" or device.kind == "gpu")
+    given = resolve(TrainConfig(jit=True, augment="device"), 50_000, 10_000, device)
+    assert (given.jit, given.augment) == (True, "device")  # flags given win
+    assert resolve(TrainConfig(jit=False), 50_000, 10_000, device).jit is False
+
+
 def test_host_augmentation_feeds_one_step_per_call_even_on_a_gpu():
     if not backends.HOST_AUGMENT:
         with pytest.raises(ConfigError, match="augment='host' is invalid: the host pipeline"):

@@ -10,6 +10,7 @@ from scipy import special
 
 from tf_resnet9 import backends, builders
 from tf_resnet9.config import TrainConfig
+from tf_resnet9.config.settings import resolve
 from tf_resnet9.data import augment
 from tf_resnet9.data.inputs import DeviceInput
 from tf_resnet9.models.resnet9 import resnet9
@@ -171,8 +172,10 @@ def test_discarded_updates_leave_the_model_untouched():
 
 def mixed_steps(precision):
     keras.utils.set_random_seed(1)
-    config = TrainConfig(width=WIDTH, batch_size=BATCH, peak_lr=0.05)
-    return builders.build_steps(config, precision, builders.learning_rate(config, 3))
+    # XLA on, as on the GPU whose defaults these are.
+    config = TrainConfig(width=WIDTH, batch_size=BATCH, peak_lr=0.05, precision=precision, jit=True)
+    run = resolve(config, 3 * BATCH, BATCH)
+    return builders.build_steps(config, run, builders.learning_rate(config, 3))
 
 
 def losses_of_steps(steps, count: int = 4) -> list[float]:

@@ -82,6 +82,7 @@ def table_rows(out: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow  # trains
 def test_the_grid_trains_every_combination_and_seed(local_sweep):
     workdir, out = local_sweep
     assert "8 runs" in out and "8 to train" in out and "in this process" in out
@@ -107,6 +108,7 @@ def medians_of(workdir) -> list[float]:
     return [statistics.median(accuracies[i : i + 2]) for i in range(0, 8, 2)]
 
 
+@pytest.mark.slow  # trains
 def test_the_table_and_csv_give_each_combination_over_its_seeds(local_sweep):
     workdir, out = local_sweep
     rows = table_rows(out)
@@ -136,6 +138,7 @@ def test_the_table_and_csv_give_each_combination_over_its_seeds(local_sweep):
     assert (workdir / "sweep.txt").read_text().startswith("test accuracy over the seeds")
 
 
+@pytest.mark.slow  # trains
 def test_the_picture_is_drawn(local_sweep):
     workdir, _ = local_sweep
     with Image.open(workdir / "sweep.png") as picture:
@@ -200,6 +203,7 @@ def _sessions_from_protos(logdir) -> dict[str, dict[str, object]]:
     return sessions
 
 
+@pytest.mark.slow  # trains
 def test_each_run_is_an_hparams_session(local_sweep):
     workdir, _ = local_sweep
     sessions = hparams_sessions(workdir / "tensorboard")
@@ -214,6 +218,7 @@ def test_each_run_is_an_hparams_session(local_sweep):
         assert session["test_accuracy"] == pytest.approx(results["test_accuracy"], rel=1e-6)
 
 
+@pytest.mark.slow  # trains
 def test_a_second_call_trains_nothing_and_gives_the_same_table(local_sweep, data_dir):
     workdir, first = local_sweep
     before = {name: os.path.getmtime(workdir / name / "results.json") for name in RUN_NAMES}
@@ -230,6 +235,7 @@ def test_a_second_call_trains_nothing_and_gives_the_same_table(local_sweep, data
     )
 
 
+@pytest.mark.slow  # trains
 def test_other_fixed_flags_into_the_same_workdir_are_refused(local_sweep, data_dir):
     workdir, _ = local_sweep
     # The last --epochs counts: the same sweep but for its length.
@@ -361,6 +367,7 @@ def test_a_failing_job_stops_the_gpu_queue_with_its_error():
         queue.run(fake_jobs(3), lambda run_dir: None, lambda run_dir, outcome: None)
 
 
+@pytest.mark.slow  # trains
 def test_the_gpu_queue_trains_a_real_job_in_its_worker(data_dir, tmp_path):
     # What every GPU host runs: train_seeds in a spawned worker, pinned (here to a GPU that
     # is not there: the worker trains on the CPU), its RunResults pickled back.
@@ -383,6 +390,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow  # trains
 def test_the_grid_runs_as_ray_tasks(local_ray, data_dir, tmp_path):
     workdir = tmp_path / "ray"
     args = ["--set", "weight_decay=1e-4,5e-4", "--lr_schedule", "multi_step"]

@@ -29,9 +29,13 @@ TINY = ["--width", "0.0625", "--batch_size", "32"]
 RUN = ["--epochs", "3", "--deterministic", *TINY]
 # The subprocesses inherit KERAS_BACKEND; tf.data (host augmentation) needs TensorFlow.
 BACKEND = keras.backend.backend()
-DEFAULT_AUGMENT = "host" if BACKEND == "tensorflow" else "device"
 # The machine the tests run on: the subprocesses see the same device.
 DEVICE = current_device()
+# The defaults README.org gives: on a CPU TensorFlow trains fastest without XLA and with the
+# device input (benchmarks.throughput); on a GPU it keeps XLA and tf.data; JAX always
+# compiles and augments on the device.
+DEFAULT_AUGMENT = "host" if BACKEND == "tensorflow" and DEVICE.kind == "gpu" else "device"
+DEFAULT_JIT = BACKEND == "jax" or DEVICE.kind == "gpu"
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +83,7 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     assert results["steps_per_epoch"] == 6
     assert results["config"]["precision"] == default_precision(DEVICE)
     assert results["config"]["augment"] == DEFAULT_AUGMENT
+    assert results["config"]["jit"] is DEFAULT_JIT
     # On a CPU one step per call (XLA's loops are slow there); a GPU, with device
     # augmentation, an epoch.
     whole_epoch = DEVICE.kind == "gpu" and DEFAULT_AUGMENT == "device"
@@ -229,7 +234,7 @@ def test_ctrl_c_while_compiling_stops_at_once_and_leaves_nothing(data_dir, tmp_p
     workdir = tmp_path / "runs" / "interrupted"
     process = subprocess.Popen(
         [sys.executable, "-m", "tf_resnet9.train", "--data_dir", data_dir, "--workdir", workdir]
-        + ["--batch_size", "32", "--epochs", "1"],
+        + ["--batch_size", "32", "--epochs", "1", "--jit"],  # XLA's compiler: a minute in C++
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

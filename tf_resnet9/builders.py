@@ -97,26 +97,24 @@ def placement(devices: int):
     return backends.data_parallel(devices) if devices > 1 else SingleDevice()
 
 
-def build_steps(
-    config: TrainConfig, precision: str, lr, train_images=None, devices: int = 1
-) -> CompiledSteps:
-    """The network of `config` with its optimizer following `lr` (`learning_rate`),
-    compiled, on `devices` devices (data parallel where more than one). The gradient norms
-    are for TensorBoard only: without it, the steps skip them. `train_images`: see
-    `build_model`.
+def build_steps(config: TrainConfig, run: RunSettings, lr, train_images=None) -> CompiledSteps:
+    """The network of `config` with its optimizer following `lr` (`learning_rate`), in
+    `run`'s precision, compiled (with XLA where `run.jit`) on `run.devices` devices (data
+    parallel where more than one). The gradient norms are for TensorBoard only: without it,
+    the steps skip them. `train_images`: see `build_model`.
     """
-    where = placement(devices)
+    where = placement(run.devices)
     with where.scope():  # the variables replicated on every device under data parallel
-        model = build_model(config, precision, train_images)
-        optimizer = build_optimizer(config, lr, precision)
-        return _compiled_steps(config, model, optimizer, where)
+        model = build_model(config, run.precision, train_images)
+        optimizer = build_optimizer(config, lr, run.precision)
+        return _compiled_steps(config, run.jit, model, optimizer, where)
 
 
-def _compiled_steps(config: TrainConfig, model, optimizer, where) -> CompiledSteps:
+def _compiled_steps(config: TrainConfig, jit: bool, model, optimizer, where) -> CompiledSteps:
     return CompiledSteps(
         model,
         optimizer,
-        jit=config.jit,
+        jit=jit,
         grad_norms=config.tensorboard,
         label_smoothing=config.label_smoothing,
         tta_flip=config.tta_flip,

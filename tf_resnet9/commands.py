@@ -14,6 +14,8 @@ import threading
 
 from absl import app, flags, logging
 
+from tf_resnet9.errors import ConfigError
+
 # A line of the C++ libraries' own log (absl's format: level, date, time, thread, file:line]).
 _NATIVE_LOG_LINE = re.compile(
     r"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] "
@@ -70,6 +72,17 @@ def one_line(error: Exception, limit: int = 200) -> str:
     about what a library raised (Keras, Pillow and torch write several lines)."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def report_error(error: Exception | str, flag_values: flags.FlagValues) -> int:
+    """Prints `error: ...` on stderr and returns the exit status 1. A `ConfigError` about a
+    setting that is one of the command's flags is named as the flag (`--epochs=0 ...`)."""
+    if isinstance(error, ConfigError) and error.setting in flag_values:
+        message = f"--{error}"
+    else:
+        message = str(error)
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")

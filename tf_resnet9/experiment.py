@@ -118,10 +118,10 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
     run = resolve(config, len(splits.train[1]), len(splits.test[1]))
     _announce(config, run, splits, out)
     if config.deterministic:
-        backends.make_deterministic(config.jit)
+        backends.make_deterministic(run.jit)
     keras.utils.set_random_seed(config.seed)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run.precision, lr, splits.train[0], run.devices)
+    steps = builders.build_steps(config, run, lr, splits.train[0])
     progress = _restore(checkpoint, config, steps, out) if checkpoint else Progress((), 0, 0)
     if checkpoint is not None and checkpoint.epoch >= config.epochs:
         fitted, compile_time = _restored_fit(checkpoint), checkpoint.compile_time_s
@@ -162,7 +162,7 @@ def _announce(config: TrainConfig, run: RunSettings, splits: Splits, out) -> Non
         f"{config.model} by the {config.recipe} recipe; data: {splits.source} "
         f"({len(splits.train[1])} train{held_out}, {len(splits.test[1])} test images); "
         f"device: {run.device.name}; backend: {run.backend}; precision: {run.precision}; "
-        f"augmentation: {run.augment}; XLA: {'on' if config.jit else 'off'}"
+        f"augmentation: {run.augment}; XLA: {'on' if run.jit else 'off'}"
         + (f"; data parallel over {run.devices} devices" if run.devices > 1 else ""),
         file=out,
     )
@@ -185,7 +185,7 @@ def _inputs(config, run, splits, steps):
 
 def _compile(config, run, splits, steps: CompiledSteps, out) -> float:
     print(
-        f"compiling the training and evaluation steps{' with XLA' if config.jit else ''} "
+        f"compiling the training and evaluation steps{' with XLA' if run.jit else ''} "
         "(once per run; about a minute on a CPU) ...",
         file=out,
         flush=True,

@@ -112,15 +112,15 @@ def main(argv: list[str]) -> int:
             )
         queue = make_queue(FLAGS.ray)
     except (GridError, ConfigError, MissingPackage) as e:
-        return _error(e)
+        return commands.report_error(e, FLAGS)
     except ConnectionError as e:  # ray.init: no cluster at that address
-        return _error(f"--ray {FLAGS.ray}: {commands.one_line(e)}")
+        return commands.report_error(f"--ray {FLAGS.ray}: {commands.one_line(e)}", FLAGS)
     quiet = contextlib.nullcontext() if FLAGS.verbose else commands.NativeLogFilter()
     try:
         with quiet:
             swept = driver.run_sweep(grid, combinations, FLAGS.data_dir, workdir, queue)
     except USER_ERRORS as e:
-        return _error(e)
+        return commands.report_error(e, FLAGS)
     except KeyboardInterrupt:
         print(
             f"interrupted: stopped; the finished runs are kept in {workdir}: the same command "
@@ -132,15 +132,6 @@ def main(argv: list[str]) -> int:
         queue.close()
     unwritten = [name for name in swept.trained if getattr(swept.outcomes[name], "unwritten", None)]
     return 1 if unwritten else 0
-
-
-def _error(error: Exception | str) -> int:
-    if isinstance(error, ConfigError) and error.setting in FLAGS:
-        message = f"--{error}"  # the setting is the flag of the same name
-    else:
-        message = str(error)
-    print(f"error: {message}", file=sys.stderr)
-    return 1
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
         writes = start_processes() == 0  # of several processes, the first writes
         created = workdir.make_workdir(run_dir) if writes else []
     except ConfigError as e:
-        return _error(e)
+        return commands.report_error(e, FLAGS)
     quiet = contextlib.nullcontext() if FLAGS.verbose else commands.NativeLogFilter()
     with quiet as native_logs, StopOnSignal(run_dir, created, native_logs):
         # Imported here, not at the top, so that --help and flag errors answer without
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
             )
         except USER_ERRORS as e:
             workdir.remove_if_empty(created)
-            return _error(e)
+            return commands.report_error(e, FLAGS)
     print(f"results: {os.path.join(run_dir, workdir.RESULTS_FILE)}")
     return 1 if results.unwritten else 0
 
@@ -129,15 +129,6 @@ def start_processes() -> int:
     import jax
 
     return jax.process_index()
-
-
-def _error(error: Exception) -> int:
-    if isinstance(error, ConfigError) and error.setting in FLAGS:
-        message = f"--{error}"  # the setting is the flag of the same name
-    else:
-        message = str(error)
-    print(f"error: {message}", file=sys.stderr)
-    return 1
 
 
 class StopOnSignal:

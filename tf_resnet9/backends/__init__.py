@@ -5,8 +5,9 @@ follows, loaded on first use (so that the commands can set XLA's flags before Ke
 and `xla_flags` (the XLA flags the package sets) are shared by both.
 
     NAME                      "tensorflow" or "jax"
-    DEFAULT_AUGMENT           where augmentation runs unless told: "host" (tf.data) or
-                              "device"
+    default_augment(kind)     where augmentation runs unless told, on a device of this
+                              kind ("cpu", "gpu"): "host" (tf.data) or "device"
+    default_jit(kind)         whether the steps are XLA-compiled unless told, there
     HOST_AUGMENT              whether the tf.data input path (--augment host) is available
     value_and_grad(fn)        fn(params, *args) -> (loss, aux); returns a function giving
                               ((loss, aux), grads), grads shaped like params
@@ -38,7 +39,8 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
 import importlib
 
 _NAMES = (
-    "DEFAULT_AUGMENT",
+    "default_augment",
+    "default_jit",
     "HOST_AUGMENT",
     "value_and_grad",
     "compile_fn",

@@ -9,9 +9,16 @@ from keras import ops
 
 from tf_resnet9.backends import xla_flags
 
-# JAX has no tf.data: the training set is augmented on the device.
-DEFAULT_AUGMENT = "device"
-HOST_AUGMENT = False
+HOST_AUGMENT = False  # no tf.data: the training set is augmented on the device
+
+
+def default_augment(device_kind: str) -> str:
+    return "device"
+
+
+def default_jit(device_kind: str) -> bool:
+    # Without jax.jit every op is dispatched from Python, one at a time.
+    return True
 
 
 def value_and_grad(fn):

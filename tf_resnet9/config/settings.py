@@ -20,6 +20,7 @@ class RunSettings:
         device: Where training runs.
         precision: Keras dtype policy ("float32", "mixed_bfloat16", ...).
         augment: "device" or "host".
+        jit: Whether the steps are XLA-compiled.
         steps_per_epoch: Training images // batch size.
         steps_per_call: Training steps per compiled call.
         eval_batch_size: Test images per evaluation call.
@@ -30,6 +31,7 @@ class RunSettings:
     device: Device
     precision: str
     augment: str
+    jit: bool
     steps_per_epoch: int
     steps_per_call: int
     eval_batch_size: int
@@ -115,7 +117,8 @@ def resolve(
     Raises:
         ConfigError: a setting does not fit the backend or the data.
     """
-    augment = config.augment or backends.DEFAULT_AUGMENT
+    device = device or current_device()
+    augment = config.augment or backends.default_augment(device.kind)
     if augment == "host" and not backends.HOST_AUGMENT:
         raise ConfigError(
             "augment",
@@ -130,7 +133,6 @@ def resolve(
             f"larger than the {train_images} training images (the last partial batch is "
             "dropped, so no step would run).",
         )
-    device = device or current_device()
     devices = resolve_devices(config, device, backends.NAME)
     steps_per_epoch = train_images // config.batch_size
     steps_per_call = config.steps_per_call or default_steps_per_call(
@@ -141,6 +143,7 @@ def resolve(
         device=device,
         precision=config.precision or default_precision(device),
         augment=augment,
+        jit=backends.default_jit(device.kind) if config.jit is None else config.jit,
         steps_per_epoch=steps_per_epoch,
         steps_per_call=min(steps_per_call, steps_per_epoch),
         eval_batch_size=_eval_batch_size(config.batch_size, test_images, devices),

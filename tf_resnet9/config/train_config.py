@@ -206,7 +206,11 @@ class TrainConfig:
         "Unset: mixed_bfloat16 on a GPU with bf16, mixed_float16 on older GPUs, float32 on a CPU.",
         PRECISIONS,
     )
-    jit: bool = _setting(True, "XLA-compile the train and eval steps.")
+    jit: bool | None = _setting(
+        None,
+        "XLA-compile the train and eval steps. Unset: on, but off with TensorFlow on a CPU, "
+        "where its own kernels are faster.",
+    )
     devices: str | None = _setting(
         None,
         "Data parallel over this many of the host's devices (an integer), or all; each "
@@ -227,7 +231,7 @@ class TrainConfig:
     augment: str | None = _setting(
         None,
         "Where crop, flip and cutout run: device (the training set on the accelerator) or "
-        "host (tf.data, TensorFlow only). Unset: host on TensorFlow, device on JAX.",
+        "host (tf.data, TensorFlow only). Unset: host with TensorFlow on a GPU, else device.",
         AUGMENT_MODES,
     )
     steps_per_call: int | None = _setting(
