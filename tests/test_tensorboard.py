@@ -168,3 +168,19 @@ def test_missing_writer_package_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, PACKAGE, None)  # makes importing it fail
     with pytest.raises(ImportError, match=f"pip install {PACKAGE}"):
         summary_writer(str(tmp_path))
+
+
+def test_two_writers_opened_in_the_same_second_keep_both_files(tmp_path, monkeypatch, model):
+    # tensorboardX names an event file by the second and the host: the weight histograms'
+    # writer, opened right after the epochs' was closed, once truncated the epochs' file.
+    pytest.importorskip(PACKAGE)
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.25)  # one second for both
+    epochs = summary_writer(str(tmp_path))
+    epochs.add_scalar("loss/train", 2.0, 1)
+    epochs.close()
+    write_weight_histograms(str(tmp_path), model, 1)
+    tags = read_events(tmp_path)
+    assert tags["loss/train"] == {1: ("scalar", 2.0)}
+    assert any(kind == "histogram" for steps in tags.values() for kind, _ in steps.values())

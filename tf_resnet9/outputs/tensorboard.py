@@ -16,6 +16,7 @@ writes). What is logged, by tag:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import keras
@@ -40,7 +41,13 @@ EPOCH_SCALARS = {
 
 
 def summary_writer(logdir: str):
-    """A tensorboardX `SummaryWriter` for `logdir` (created if missing)."""
+    """A tensorboardX `SummaryWriter` for `logdir` (created if missing), in an event file
+    of its own.
+
+    tensorboardX names a file by the second it was opened and the host, and a second writer
+    in the same folder within that second (the weight histograms right after the last
+    epoch's, a run resumed at once) would truncate the first writer's file: a random
+    suffix keeps them apart. TensorBoard reads every file of the folder."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError as error:
@@ -48,7 +55,7 @@ def summary_writer(logdir: str):
             f"TensorBoard logs need the {PACKAGE} package: pip install {PACKAGE} (or pass "
             "--notensorboard)."
         ) from error
-    return SummaryWriter(logdir)
+    return SummaryWriter(logdir, filename_suffix=f".{uuid.uuid4().hex[:8]}")
 
 
 class TensorBoard(keras.callbacks.Callback):
