@@ -107,7 +107,8 @@ def main(argv: list[str]) -> int:
         except USER_ERRORS as e:
             workdir.remove_if_empty(created)
             return _error(e)
-    print(f"results: {os.path.join(run_dir, workdir.RESULTS_FILE)}")
+    summary = workdir.SEEDS_FILE if config.seeds > 1 else workdir.RESULTS_FILE
+    print(f"results: {os.path.join(run_dir, summary)}")
     return 1 if results.unwritten else 0
 
 

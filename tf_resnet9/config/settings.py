@@ -93,6 +93,13 @@ def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
             "data parallel training runs on Keras' JAX backend (KERAS_BACKEND=jax): Keras' "
             "distribution API is not implemented for TensorFlow.",
         )
+    if count > 1 and config.seeds > 1:
+        raise ConfigError(
+            "seeds",
+            config.seeds,
+            f"several seeds train together on one device: not with data parallel over {count} "
+            "devices (pass --devices 1).",
+        )
     if config.batch_size % count:
         raise ConfigError(
             "devices",

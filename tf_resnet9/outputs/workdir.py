@@ -18,6 +18,16 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.png"
 TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINT_FOLDER = "checkpoints"
+# A run of several seeds (--seeds): a run folder per seed, and their summary beside them.
+SEEDS_FILE = "seeds.json"
+SEEDS_PLOT = "seeds.png"
+
+
+def seed_folder(workdir: str | os.PathLike, seed: int) -> str:
+    """Seed `seed`'s run folder in the workdir of a run of several seeds."""
+    return os.path.join(os.fspath(workdir), f"seed-{seed}")
+
+
 TEMPORARY_PREFIX = ".tmp-"  # what an interrupted write leaves behind
 
 
