@@ -143,8 +143,8 @@ def run_lanes(
     wall_start = time.perf_counter() if wall_start is None else wall_start
     config = lanes[0].config
     for k, lane in enumerate(lanes):  # the lanes differ in their seed only
-        if lane.config != dataclasses.replace(config, seed=config.seed + k):
-            raise ValueError(f"lane {k}: not the config of lane 0 with seed {config.seed + k}.")
+        if dataclasses.replace(lane.config, seed=config.seed) != config:
+            raise ValueError(f"lane {k}: its config differs from lane 0's in more than the seed.")
     splits = load_splits(
         data_dir,
         config.dataset,
@@ -198,7 +198,8 @@ def _build_steps(configs: list[TrainConfig], run: RunSettings, lr, splits: Split
     for config in configs:
         keras.utils.set_random_seed(config.seed)
         lanes.append(builders.build_steps(config, run.precision, lr, splits.train[0], run.devices))
-    return lanes[0] if len(lanes) == 1 else SeedSteps(lanes, configs[0].jit)
+    seeds = [config.seed for config in configs]
+    return lanes[0] if len(lanes) == 1 else SeedSteps(lanes, configs[0].jit, seeds)
 
 
 def _restore(checkpoint, config: TrainConfig, steps: CompiledSteps, out) -> Progress:
@@ -245,7 +246,7 @@ def _train_input(config, run, images, labels, steps):
     train = builders.train_input(config, run, images, labels, steps.placement)
     if len(steps.lanes) == 1:
         return train
-    return SeedInput.of_seeds(train, range(config.seed, config.seed + len(steps.lanes)))
+    return SeedInput.of_seeds(train, steps.seeds)
 
 
 def _inputs(config, run, splits, steps):

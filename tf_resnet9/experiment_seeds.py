@@ -86,32 +86,55 @@ def _one_after_another(config, configs, data_dir, workdir, run_dirs, out, resume
 
 
 def _together(config, configs, data_dir, workdir, run_dirs, out, resume) -> list[RunResults]:
-    """The seeds in one compiled program; each seed's files written as a run alone writes
-    them. Only the first seed's progress is shown (the others' rows are in their files)."""
+    created = folder.make_workdir(workdir)  # a bad path fails before anything trains
+    try:
+        return train_together(configs, run_dirs, data_dir, out, resume)
+    except BaseException:
+        folder.remove_if_empty(created)  # what the seeds' run folders left
+        raise
+
+
+def train_together(
+    configs: list[TrainConfig],
+    run_dirs: list[str | None],
+    data_dir,
+    out,
+    resume: bool = False,
+    lane_outs: list | None = None,
+) -> list[RunResults]:
+    """Seeds of one config (`configs`, each a run of its seed) in one compiled program,
+    each seed's files written into its `run_dirs` folder as a run alone writes them.
+
+    Args:
+        resume: Continue from the latest epoch every seed has a checkpoint of.
+        lane_outs: Each seed's progress stream; default: the first seed's on `out`, the
+            others' not shown (their rows are in their files).
+    """
     from tf_resnet9 import experiment
 
     wall_start = time.perf_counter()
     saved = common_checkpoints(run_dirs) if resume else [None] * len(configs)
-    if workdir is not None:
-        experiment.check_packages(config)
-    created = folder.make_workdir(workdir)
-    lanes = [
-        experiment.Lane(seed_config, run_dir, checkpoint, out if k == 0 else io.StringIO())
-        for k, (seed_config, run_dir, checkpoint) in enumerate(zip(configs, run_dirs, saved))
-    ]
-    print(f"{len(lanes)} seeds trained together; the progress is seed {config.seed}'s", file=out)
+    if run_dirs[0] is not None:
+        experiment.check_packages(configs[0])
+    created = [path for run_dir in run_dirs for path in folder.make_workdir(run_dir)]
+    lane_outs = lane_outs or [out] + [io.StringIO() for _ in configs[1:]]
+    lanes = [experiment.Lane(*lane) for lane in zip(configs, run_dirs, saved, lane_outs)]
+    seeds = ", ".join(str(c.seed) for c in configs)
+    print(
+        f"seeds {seeds} trained together; the progress shown is seed {configs[0].seed}'s", file=out
+    )
     try:
         ran = experiment.run_lanes(lanes, data_dir, out, (), wall_start)
     except BaseException:
         folder.remove_if_empty(created)
         raise
-    if workdir is None:
-        return [results for results, _ in ran]
     runs = []
     for lane, (results, model) in zip(lanes, ran):
-        finished = lane.checkpoint is not None and lane.checkpoint.epoch >= config.epochs
-        unwritten = experiment.write_outputs(results, model, lane.workdir, out, finished)
-        runs.append(dataclasses.replace(results, unwritten=unwritten))
+        if lane.workdir is not None:
+            finished = lane.checkpoint is not None and lane.checkpoint.epoch >= lane.config.epochs
+            unwritten = experiment.write_outputs(results, model, lane.workdir, out, finished)
+            results = dataclasses.replace(results, unwritten=unwritten)
+        runs.append(results)
     return runs
 
 

@@ -75,11 +75,12 @@ class SeedSteps:
     Args:
         lanes: Each seed's steps, built as a run of that seed builds them.
         jit: Compile with XLA (as the lanes were told).
+        seeds: Each lane's seed, for its training input (`SeedInput.of_seeds`).
     """
 
-    def __init__(self, lanes: Sequence[CompiledSteps], jit: bool):
+    def __init__(self, lanes: Sequence[CompiledSteps], jit: bool, seeds: Sequence[int] = ()):
         first = lanes[0]
-        self.lanes = tuple(lanes)
+        self.lanes, self.seeds = tuple(lanes), tuple(seeds)
         self.model, self.optimizer, self.placement = first.model, first.optimizer, first.placement
         self.grad_groups, self.ema_variables = first.grad_groups, first.ema_variables
         self.ema = first.ema
