@@ -17,7 +17,7 @@ import numpy as np
 from tf_resnet9 import backends, builders
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.recipes import RECIPES
-from tf_resnet9.config.settings import RunSettings, resolve
+from tf_resnet9.config.settings import RunSettings, check_seeds_fit, resolve
 from tf_resnet9.data.splits import Splits, load_splits
 from tf_resnet9.errors import ConfigError, MissingPackage
 from tf_resnet9.outputs import checkpoints, export, report, tensorboard
@@ -154,6 +154,7 @@ def run_lanes(
         config.subset_seed,
     )
     run = resolve(config, len(splits.train[1]), len(splits.test[1]))
+    check_seeds_fit(len(lanes), run.devices)
     _announce(config, run, splits, out)
     if config.deterministic:
         backends.make_deterministic(config.jit)

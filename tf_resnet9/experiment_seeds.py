@@ -16,7 +16,9 @@ import sys
 import time
 
 from tf_resnet9 import backends
+from tf_resnet9.backends.device import current_device
 from tf_resnet9.config import TrainConfig
+from tf_resnet9.config.settings import resolve_devices
 from tf_resnet9.errors import CheckpointError, ConfigError
 from tf_resnet9.outputs import checkpoints
 from tf_resnet9.outputs import workdir as folder
@@ -50,6 +52,8 @@ def train_seeds(
     out = out or sys.stdout
     if resume and workdir is None:
         raise ConfigError("resume", True, "it needs the workdir of the run to resume.")
+    # Refused before the data is read: several seeds with data parallel.
+    resolve_devices(config, current_device(), backends.NAME)
     configs = seed_configs(config)
     run_dirs = [None if workdir is None else folder.seed_folder(workdir, c.seed) for c in configs]
     together = backends.NAME == "jax"
