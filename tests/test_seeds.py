@@ -23,6 +23,7 @@ from tf_resnet9.config.settings import resolve_devices
 from tf_resnet9.data.inputs import DeviceInput
 from tf_resnet9.errors import ConfigError
 from tf_resnet9.models.resnet9 import resnet9
+from tf_resnet9.sweeps import jobs
 from tf_resnet9.training import loop
 from tf_resnet9.training.evaluation import EvalSet
 from tf_resnet9.training.optimizers import NesterovSGD
@@ -209,3 +210,22 @@ def test_a_run_of_seeds_stopped_between_epochs_resumes_every_seed(capsys, data_d
         assert [[e[k] for k in keys] for e in a["epochs"]] == [
             [e[k] for k in keys] for e in b["epochs"]
         ]
+
+
+@pytest.mark.slow
+def test_a_sweep_job_trains_its_seeds_together_on_jax(data_dir, tmp_path):
+    configs = tuple(
+        TrainConfig(width=0.0625, batch_size=16, epochs=1, seed=seed, tensorboard=False)
+        for seed in SEEDS
+    )
+    run_dirs = tuple(str(tmp_path / f"seed-{seed}") for seed in SEEDS)
+    job = jobs.Job("combination", configs, run_dirs, str(data_dir))
+    seen = []
+    outcomes = jobs.train_seeds(job, started=seen.append, done=lambda d, o: seen.append(o))
+    assert [outcome.seed for outcome in outcomes] == list(SEEDS)
+    # Both started before either is done where they train together (JAX).
+    assert (seen[:2] == list(run_dirs)) is JAX
+    for run_dir, outcome in zip(run_dirs, outcomes):
+        assert jobs.finished(run_dir).epochs == outcome.epochs  # its results.json
+    with open(os.path.join(run_dirs[0], jobs.LOG_FILE)) as log:
+        assert ("seeds 3, 4 trained together" in log.read()) is JAX

@@ -13,6 +13,10 @@ trains outside `Model.fit`: callbacks get one batch event per compiled call,
 `on_train_batch_end(batch, logs)` with the index of the call's last step and logs
 {"steps": steps of the epoch dispatched so far}: on a GPU, where an epoch is one call,
 there is none within an epoch. The time callbacks take is excluded from the training time.
+
+`fit_lanes` is the same loop over steps whose compiled calls train several runs at once
+(seeds, `tf_resnet9.training.seeds`): it unstacks their metrics and states per run ("lane")
+and gives each its own records, evaluation and callbacks; `fit` is its one-lane case.
 """
 
 from __future__ import annotations

@@ -81,9 +81,7 @@ class SeedSteps:
     def __init__(self, lanes: Sequence[CompiledSteps], jit: bool, seeds: Sequence[int] = ()):
         first = lanes[0]
         self.lanes, self.seeds = tuple(lanes), tuple(seeds)
-        self.model, self.optimizer, self.placement = first.model, first.optimizer, first.placement
-        self.grad_groups, self.ema_variables = first.grad_groups, first.ema_variables
-        self.ema = first.ema
+        self.placement = first.placement  # one device (several seeds refuse data parallel)
         for lane in self.lanes[1:]:
             # One compiled evaluation for all: it is pure in the state it is given.
             lane.evaluate = first.evaluate
