@@ -229,3 +229,18 @@ def test_a_sweep_job_trains_its_seeds_together_on_jax(data_dir, tmp_path):
         assert jobs.finished(run_dir).epochs == outcome.epochs  # its results.json
     with open(os.path.join(run_dirs[0], jobs.LOG_FILE)) as log:
         assert ("seeds 3, 4 trained together" in log.read()) is JAX
+
+
+@pytest.mark.slow
+def test_a_sweep_job_whose_seeds_diverge_gets_each_seeds_outcome(data_dir, tmp_path):
+    # A peak lr of 1e20 overflows the weights within the first steps (tests/test_train_cli.py).
+    # Together, the first NaN stops every seed: they then train alone, each to its outcome.
+    configs = tuple(
+        TrainConfig(width=0.0625, batch_size=16, epochs=1, seed=seed, peak_lr=1e20)
+        for seed in SEEDS
+    )
+    run_dirs = tuple(str(tmp_path / f"seed-{seed}") for seed in SEEDS)
+    outcomes = jobs.train_seeds(jobs.Job("combination", configs, run_dirs, str(data_dir)))
+    assert all(isinstance(outcome, jobs.Diverged) for outcome in outcomes)
+    for run_dir in run_dirs:
+        assert isinstance(jobs.finished(run_dir), jobs.Diverged)  # its diverged.json
