@@ -244,3 +244,14 @@ def test_a_sweep_job_whose_seeds_diverge_gets_each_seeds_outcome(data_dir, tmp_p
     assert all(isinstance(outcome, jobs.Diverged) for outcome in outcomes)
     for run_dir in run_dirs:
         assert isinstance(jobs.finished(run_dir), jobs.Diverged)  # its diverged.json
+
+
+@pytest.mark.slow
+def test_a_diverging_seed_is_named_in_one_error_line(capsys, data_dir, tmp_path):
+    args = ["--data_dir", data_dir, "--workdir", tmp_path / "run", *TINY, "--peak_lr", "1e20"]
+    status, _, err = run_in_process(capsys, *args, "--seeds", "2", "--seed", "3")
+    assert status == 1
+    # Together (JAX) the first lane's NaN stops both; one after another, seed 3's run alone.
+    expected = "seed 3: the training loss" if JAX else "the training loss"
+    assert f"error: {expected} became NaN or infinite at epoch 1, step" in err
+    assert not (tmp_path / "run").exists()  # nothing written: no folder left behind

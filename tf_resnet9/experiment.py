@@ -180,7 +180,8 @@ def run_lanes(
         rates = [builders.lr_of_update(lane_steps.optimizer, lr) for lane_steps in steps.lanes]
         make_inputs = lambda: _inputs(config, run, splits, steps)  # noqa: E731 - after the clock
         every = [[*lane_callbacks, *callbacks] for lane_callbacks in own]
-        fitted = loop.fit_lanes(steps, make_inputs, config.epochs, rates, every, progress)
+        names = [f"seed {lane.config.seed}" for lane in lanes] if len(lanes) > 1 else None
+        fitted = loop.fit_lanes(steps, make_inputs, config.epochs, rates, every, progress, names)
     steps.keep_evaluated_weights()
     ran = []
     for lane, lane_fit, lane_steps in zip(lanes, fitted, steps.lanes):

@@ -21,6 +21,7 @@ and gives each its own records, evaluation and callbacks; `fit` is its one-lane 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -172,11 +173,13 @@ def fit_lanes(
     lr_of_update: Sequence[Callable[[int], float]],
     callbacks: Sequence[Sequence[keras.callbacks.Callback]],
     progress: Sequence[Progress | None],
+    names: Sequence[str] | None = None,
 ) -> list[Fit]:
     """`fit` for steps of several lanes trained together (`steps.lanes`: seeds, in
     `tf_resnet9.training.seeds`), each lane with its own learning rate record, callbacks
     (called with its model holding its weights) and progress, all at the same epoch; one
-    clock for all. Returns each lane's `Fit`.
+    clock for all; `names`: each lane's, for the messages of `TrainingDiverged` (e.g.
+    "seed 3"). Returns each lane's `Fit`.
     """
     progress = [p or Progress((), 0.0, 0.0) for p in progress]
     done = len(progress[0].records)
@@ -193,7 +196,8 @@ def fit_lanes(
     train_input, eval_sets = make_inputs()
     clock.lap(counts=True)  # preprocessing
     times = {"eval": progress[0].eval_time_s, "hooks": progress[0].hooks_time_s}  # excluded
-    epoch = _Epoch(steps, train_input, eval_sets, lists, lr_of_update, clock, times)
+    names = names or [""] * len(steps.lanes)
+    epoch = _Epoch(steps, train_input, eval_sets, lists, lr_of_update, clock, times, names)
     state = steps.initial_state()
     for callback_list in lists:
         callback_list.on_train_begin()
@@ -218,6 +222,7 @@ class _Epoch(NamedTuple):
     lr_of_update: Sequence[Callable[[int], float]]
     clock: Stopwatch
     times: dict  # "eval" and "hooks": the seconds excluded from training so far
+    names: Sequence[str]  # each lane's name in messages ("" alone)
 
     def run(self, state, number: int, records: list[list[EpochRecord]]):
         """Trains and evaluates epoch `number`, appends each lane's record to its
@@ -238,8 +243,9 @@ class _Epoch(NamedTuple):
             for k in range(len(steps.lanes))
         ]  # waits for the device: before the clock's lap
         epoch_time = clock.lap(counts=True)
-        for lane_totals in totals:
-            _check_training(lane_totals, number, self.train_input.steps)
+        for name, lane_totals in zip(self.names, totals):
+            with _named(name):
+                _check_training(lane_totals, number, self.train_input.steps)
         states = steps.unstack(state)
         evaluations = [
             {name: evaluation.evaluate(lane, lane_state, s) for name, s in self.eval_sets.items()}
@@ -247,10 +253,14 @@ class _Epoch(NamedTuple):
         ]
         times["eval"] += clock.lap(counts=False)
         times_s = {"epoch_time_s": epoch_time, "training_time_s": clock.total}
-        new = [
-            _record(number, lane_totals, lane_evaluations, self.train_input, lr, times_s)
-            for lane_totals, lane_evaluations, lr in zip(totals, evaluations, self.lr_of_update)
-        ]  # every lane's figures checked before any callback sees one
+        new = []  # every lane's figures checked before any callback sees one
+        lanes = zip(self.names, totals, evaluations, self.lr_of_update)
+        for name, lane_totals, lane_evaluations, lr in lanes:
+            with _named(name):
+                record = _record(
+                    number, lane_totals, lane_evaluations, self.train_input, lr, times_s
+                )
+            new.append(record)
         for k, lane in enumerate(steps.lanes):
             records[k].append(new[k])
             lane.finish(states[k])  # the callbacks see this epoch's weights in the variables
@@ -260,6 +270,17 @@ class _Epoch(NamedTuple):
         state = steps.stack([lane.initial_state() for lane in steps.lanes])  # as they left them
         times["hooks"] += clock.lap(counts=False)
         return state, [e["test"].confusion for e in evaluations]
+
+
+@contextlib.contextmanager
+def _named(name: str):
+    """A `TrainingDiverged` inside, its message starting with the lane's name."""
+    try:
+        yield
+    except TrainingDiverged as error:
+        if not name:
+            raise
+        raise TrainingDiverged(f"{name}: {error}") from None
 
 
 def _record(epoch, totals: EpochTotals, evaluations, train_input, lr_of_update, times_s):
