@@ -6,7 +6,10 @@ layout."""
 import glob
 import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -255,3 +258,35 @@ def test_a_diverging_seed_is_named_in_one_error_line(capsys, data_dir, tmp_path)
     expected = "seed 3: the training loss" if JAX else "the training loss"
     assert f"error: {expected} became NaN or infinite at epoch 1, step" in err
     assert not (tmp_path / "run").exists()  # nothing written: no folder left behind
+
+
+@only_jax
+@pytest.mark.slow
+def test_sigterm_then_resume_gives_every_seed_an_uninterrupted_runs_numbers(
+    capsys, data_dir, tmp_path
+):
+    args = ["--epochs", "8", "--seeds", "2", "--seed", "3"]  # the last --epochs counts
+    train_command(capsys, data_dir, tmp_path / "whole", *args)
+    workdir = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "tf_resnet9.train", "--data_dir", data_dir, *TINY, *args]
+    command += ["--workdir", workdir]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen(
+        command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in process.stdout:
+        if line.strip().startswith("1 "):  # epoch 1's row: every seed's checkpoint is on disk
+            break
+    process.send_signal(signal.SIGTERM)  # in epoch 2 or soon after (each takes ~0.2 s)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "interrupted (SIGTERM): stopped; " in err and "--resume" in err
+    assert not glob.glob(str(workdir / "**" / ".tmp-*"), recursive=True)
+    train_command(capsys, data_dir, workdir, *args, "--resume")
+    keys = ("train_loss", "test_loss", "test_acc")
+    for whole, resumed in zip(
+        *(read(w / "seeds.json")["seeds"] for w in (tmp_path / "whole", workdir))
+    ):
+        assert [[e[k] for k in keys] for e in whole["epochs"]] == [
+            [e[k] for k in keys] for e in resumed["epochs"]
+        ]  # bit for bit on a CPU: the same program on the same values

@@ -192,8 +192,11 @@ class StopOnSignal:
     def stop(self, signum: int) -> None:
         with self._lock:  # the handler and the watcher may both get here: one acts
             workdir.remove_temporary(self.run_dir)
+            folders = workdir.run_folders(self.run_dir)
+            for seed_folder in folders[1:]:  # several seeds: those not started yet
+                workdir.remove_if_empty([seed_folder])
             workdir.remove_if_empty(self.created)
-            saved = workdir.checkpoint_paths(self.run_dir)
+            saved = [path for folder in folders for path in workdir.checkpoint_paths(folder)]
             if saved:
                 then = (
                     f"{saved[-1]} is kept: resume with python -m tf_resnet9.train "

@@ -261,7 +261,9 @@ class _Epoch(NamedTuple):
                     number, lane_totals, lane_evaluations, self.train_input, lr, times_s
                 )
             new.append(record)
-        for k, lane in enumerate(steps.lanes):
+        # The first lane last: its progress rows are the ones shown (`experiment_seeds`),
+        # and a row shown means that every lane's checkpoint of the epoch is on disk.
+        for k, lane in reversed(list(enumerate(steps.lanes))):
             records[k].append(new[k])
             lane.finish(states[k])  # the callbacks see this epoch's weights in the variables
             confusion = evaluations[k]["test"].confusion
