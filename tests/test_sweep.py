@@ -260,6 +260,7 @@ def test_other_fixed_flags_into_the_same_workdir_are_refused(local_sweep, data_d
         (["--set", "lr_milestones=0.5,x"], "--set lr_milestones='0.5,x' is invalid"),
         (["--set", "weight_decay"], "expected NAME=V1,V2,..."),
         (["--set", "seed=0,1"], "--seed S --seeds K"),
+        (["--set", "seeds=1,2"], "--set seeds: the seeds are not an axis"),
         (["--set", "model=resnet9,resnet21"], "--set model='resnet21' is invalid"),
         (["--seeds", "0"], "--seeds=0: 0 is not a positive integer"),
     ],

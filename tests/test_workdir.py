@@ -39,3 +39,19 @@ def test_an_interrupted_write_leaves_nothing_after_a_clean_stop(tmp_path):
         (folder / "kept.json").write_text("{}")
     remove_temporary(tmp_path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoints", "kept.json", "kept.json"]
+
+
+def test_a_clean_stop_of_several_seeds_cleans_every_seeds_folder(tmp_path):
+    for folder in (tmp_path / "seed-3", tmp_path / "seed-4" / "checkpoints"):
+        folder.mkdir(parents=True)
+        (folder / ".tmp-abc123").write_bytes(b"half")
+        (folder / "kept.json").write_text("{}")
+    remove_temporary(tmp_path)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [
+        "seed-3",
+        "seed-3/kept.json",
+        "seed-4",
+        "seed-4/checkpoints",
+        "seed-4/checkpoints/kept.json",
+    ]

@@ -17,16 +17,18 @@ import numpy as np
 from tf_resnet9 import backends, builders
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.recipes import RECIPES
-from tf_resnet9.config.settings import RunSettings, resolve
+from tf_resnet9.config.settings import RunSettings, check_seeds_fit, resolve
 from tf_resnet9.data.splits import Splits, load_splits
 from tf_resnet9.errors import ConfigError, MissingPackage
 from tf_resnet9.outputs import checkpoints, export, report, tensorboard
 from tf_resnet9.outputs import workdir as folder
 from tf_resnet9.outputs.progress import ProgressLine, ProgressTable
 from tf_resnet9.outputs.results import RunResults, environment, library_versions
+from tf_resnet9.outputs.seeds import SeedsResults
 from tf_resnet9.training import loop
 from tf_resnet9.training.evaluation import EvalSet
 from tf_resnet9.training.records import Progress
+from tf_resnet9.training.seeds import SeedInput, SeedSteps
 from tf_resnet9.training.steps import CompiledSteps
 
 QUICK_CHECK = "--width 0.25 --epochs 2 --train_limit 4096"
@@ -39,7 +41,7 @@ def train_and_evaluate(
     out=None,
     callbacks: tuple[keras.callbacks.Callback, ...] = (),
     resume: bool = False,
-) -> RunResults:
+) -> RunResults | SeedsResults:
     """Trains `config.model` by `config`'s recipe, evaluating on the test set (and the
     validation set, with `config.val_split`) after every epoch.
 
@@ -61,8 +63,13 @@ def train_and_evaluate(
             epoch), to the same results an uninterrupted run reaches. If the checkpoint is
             of the last epoch, only the end-of-run files that are missing are written.
 
+    With `config.seeds` > 1, the seeds seed, seed + 1, ... each train as a run of that seed
+    alone into `workdir/seed-<n>`, together in one compiled program on JAX, one after
+    another on TensorFlow; `workdir` gets their summary (`tf_resnet9.experiment_seeds`).
+
     Returns:
-        The results (`RunResults`), with `unwritten`: {file: why} of the extras that failed.
+        The results (`RunResults`), with `unwritten`: {file: why} of the extras that failed;
+        with several seeds, `tf_resnet9.outputs.seeds.SeedsResults`.
 
     Raises:
         ConfigError: a setting does not fit the data or the backend.
@@ -71,6 +78,12 @@ def train_and_evaluate(
         TrainingDiverged: a loss or metric became NaN or infinite.
         CheckpointError: `resume` finds no usable checkpoint.
     """
+    if config.seeds > 1:
+        if callbacks:
+            raise ValueError("callbacks are for a run of one seed: pass seeds=1.")
+        from tf_resnet9.experiment_seeds import train_seeds
+
+        return train_seeds(config, data_dir, workdir, out, resume)
     wall_start = time.perf_counter()
     out = out or sys.stdout
     if resume and workdir is None:
@@ -106,7 +119,32 @@ def check_packages(config: TrainConfig) -> None:
             )
 
 
+class Lane(NamedTuple):
+    """One run of those trained together (`run_lanes`): seeds, on JAX."""
+
+    config: TrainConfig  # its own settings (its seed)
+    workdir: str | None  # its run folder
+    checkpoint: checkpoints.Checkpoint | None  # where it resumes from
+    out: object  # its progress lines
+
+
 def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
+    lane = Lane(config, workdir, checkpoint, out)
+    ((results, model),) = run_lanes([lane], data_dir, out, callbacks, wall_start)
+    return results, model
+
+
+def run_lanes(
+    lanes: list[Lane], data_dir, out, callbacks=(), wall_start: float | None = None
+) -> list[tuple[RunResults, keras.Model]]:
+    """Trains the lanes' runs, one `train_and_evaluate` run alone; several (seeds of one
+    config) in one compiled program (`tf_resnet9.training.seeds`), all resuming from the
+    same epoch. Returns each lane's (results, trained model); writes no end-of-run file."""
+    wall_start = time.perf_counter() if wall_start is None else wall_start
+    config = lanes[0].config
+    for k, lane in enumerate(lanes):  # the lanes differ in their seed only
+        if dataclasses.replace(lane.config, seed=config.seed) != config:
+            raise ValueError(f"lane {k}: its config differs from lane 0's in more than the seed.")
     splits = load_splits(
         data_dir,
         config.dataset,
@@ -116,27 +154,54 @@ def _run(config, data_dir, workdir, out, callbacks, checkpoint, wall_start):
         config.subset_seed,
     )
     run = resolve(config, len(splits.train[1]), len(splits.test[1]))
+    check_seeds_fit(len(lanes), run.devices)
     _announce(config, run, splits, out)
     if config.deterministic:
         backends.make_deterministic(run.jit)
-    keras.utils.set_random_seed(config.seed)
     lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run, lr, splits.train[0])
-    progress = _restore(checkpoint, config, steps, out) if checkpoint else Progress((), 0, 0)
-    if checkpoint is not None and checkpoint.epoch >= config.epochs:
-        fitted, compile_time = _restored_fit(checkpoint), checkpoint.compile_time_s
+    steps = _build_steps([lane.config for lane in lanes], run, lr, splits)
+    progress = [
+        _restore(lane.checkpoint, lane.config, lane_steps, out)
+        if lane.checkpoint
+        else Progress((), 0, 0)
+        for lane, lane_steps in zip(lanes, steps.lanes)
+    ]
+    if all(
+        lane.checkpoint is not None and lane.checkpoint.epoch >= config.epochs for lane in lanes
+    ):
+        fitted = [_restored_fit(lane.checkpoint) for lane in lanes]
+        compile_time = lanes[0].checkpoint.compile_time_s
     else:
         compile_time = _compile(config, run, splits, steps, out)
-        own = _run_callbacks(config, run, splits, workdir, steps, progress, compile_time, out)
-        lr_of_update = builders.lr_of_update(steps.optimizer, lr)
+        own = [
+            _run_callbacks(lane.config, run, splits, lane.workdir, s, p, compile_time, lane.out)
+            for lane, s, p in zip(lanes, steps.lanes, progress)
+        ]
+        rates = [builders.lr_of_update(lane_steps.optimizer, lr) for lane_steps in steps.lanes]
         make_inputs = lambda: _inputs(config, run, splits, steps)  # noqa: E731 - after the clock
-        fitted = loop.fit(
-            steps, make_inputs, config.epochs, lr_of_update, [*own, *callbacks], progress
-        )
+        every = [[*lane_callbacks, *callbacks] for lane_callbacks in own]
+        names = [f"seed {lane.config.seed}" for lane in lanes] if len(lanes) > 1 else None
+        fitted = loop.fit_lanes(steps, make_inputs, config.epochs, rates, every, progress, names)
     steps.keep_evaluated_weights()
-    results = _results(config, run, splits, fitted, checkpoint, compile_time, wall_start)
-    _summarise(results, out)
-    return results, steps.model
+    ran = []
+    for lane, lane_fit, lane_steps in zip(lanes, fitted, steps.lanes):
+        results = _results(
+            lane.config, run, splits, lane_fit, lane.checkpoint, compile_time, wall_start
+        )
+        _summarise(results, lane.out)
+        ran.append((results, lane_steps.model))
+    return ran
+
+
+def _build_steps(configs: list[TrainConfig], run: RunSettings, lr, splits: Splits):
+    """Each config's compiled steps, initialised from its seed as a run alone is; for
+    several, their `SeedSteps`."""
+    lanes = []
+    for config in configs:
+        keras.utils.set_random_seed(config.seed)
+        lanes.append(builders.build_steps(config, run, lr, splits.train[0]))
+    seeds = [config.seed for config in configs]
+    return lanes[0] if len(lanes) == 1 else SeedSteps(lanes, run.jit, seeds)
 
 
 def _restore(checkpoint, config: TrainConfig, steps: CompiledSteps, out) -> Progress:
@@ -178,9 +243,16 @@ def _eval_sets(run, splits: Splits, steps, stand_in: bool = False) -> dict[str, 
     return {name: EvalSet.build(*split, size, where) for name, split in named.items()}
 
 
+def _train_input(config, run, images, labels, steps):
+    """The training input of `config`; for steps of several seeds, their `SeedInput`."""
+    train = builders.train_input(config, run, images, labels, steps.placement)
+    if len(steps.lanes) == 1:
+        return train
+    return SeedInput.of_seeds(train, steps.seeds)
+
+
 def _inputs(config, run, splits, steps):
-    train = builders.train_input(config, run, *splits.train, steps.placement)
-    return train, _eval_sets(run, splits, steps)
+    return _train_input(config, run, *splits.train, steps), _eval_sets(run, splits, steps)
 
 
 def _compile(config, run, splits, steps: CompiledSteps, out) -> float:
@@ -193,7 +265,7 @@ def _compile(config, run, splits, steps: CompiledSteps, out) -> float:
     stand_in = tuple(map(np.zeros_like, splits.train))
     seconds = loop.warm_up(
         steps,
-        lambda: builders.train_input(config, run, *stand_in, steps.placement),
+        lambda: _train_input(config, run, *stand_in, steps),
         list(_eval_sets(run, splits, steps, stand_in=True).values()),
     )
     print(f"compiled in {seconds:.1f} s; training", file=out, flush=True)

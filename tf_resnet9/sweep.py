@@ -30,7 +30,8 @@ from tf_resnet9.sweeps import driver, queues
 from tf_resnet9.sweeps.grid import GridError, grid_from_flags, parse_value
 
 FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
-CONFIG_FLAGS = config_flags.define_config_flags(flag_values=FLAGS)
+# --seeds is the sweep's own (seeds per combination, which `sweeps.jobs.train_seeds` trains).
+CONFIG_FLAGS = config_flags.define_config_flags(flag_values=FLAGS, exclude=("seeds",))
 flags.DEFINE_multi_string(
     "set",
     [],

@@ -107,7 +107,8 @@ def main(argv: list[str]) -> int:
         except USER_ERRORS as e:
             workdir.remove_if_empty(created)
             return commands.report_error(e, FLAGS)
-    print(f"results: {os.path.join(run_dir, workdir.RESULTS_FILE)}")
+    summary = workdir.SEEDS_FILE if config.seeds > 1 else workdir.RESULTS_FILE
+    print(f"results: {os.path.join(run_dir, summary)}")
     return 1 if results.unwritten else 0
 
 
@@ -182,8 +183,11 @@ class StopOnSignal:
     def stop(self, signum: int) -> None:
         with self._lock:  # the handler and the watcher may both get here: one acts
             workdir.remove_temporary(self.run_dir)
+            folders = workdir.run_folders(self.run_dir)
+            for seed_folder in folders[1:]:  # several seeds: those not started yet
+                workdir.remove_if_empty([seed_folder])
             workdir.remove_if_empty(self.created)
-            saved = workdir.checkpoint_paths(self.run_dir)
+            saved = [path for folder in folders for path in workdir.checkpoint_paths(folder)]
             if saved:
                 then = (
                     f"{saved[-1]} is kept: resume with python -m tf_resnet9.train "

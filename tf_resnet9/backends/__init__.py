@@ -13,6 +13,8 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
                               ((loss, aux), grads), grads shaped like params
     compile_fn(fn, jit)       fn compiled as one program (XLA when jit is True); the
                               compiled fn may consume its first argument (JAX donates it)
+    vmap(fn, in_axes)         fn mapped over a leading axis of the arguments `in_axes`
+                              names (0: mapped, None: shared), as one program (JAX only)
     program_text(compiled, *args)
                               XLA's optimised program (HLO text) of a compiled fn for args
     make_seed(seed)           a stateless random seed from a Python int
@@ -44,6 +46,7 @@ _NAMES = (
     "HOST_AUGMENT",
     "value_and_grad",
     "compile_fn",
+    "vmap",
     "program_text",
     "make_seed",
     "split_seed",

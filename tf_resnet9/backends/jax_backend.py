@@ -34,6 +34,10 @@ def compile_fn(fn, jit: bool):
     return jax.jit(fn, donate_argnums=donate)
 
 
+def vmap(fn, in_axes):
+    return jax.vmap(fn, in_axes=in_axes)
+
+
 def program_text(compiled, *args) -> str:
     return compiled.lower(*args).compile().as_text()
 

@@ -82,6 +82,13 @@ def process_count() -> int:
     return 1
 
 
+def vmap(fn, in_axes):
+    # tf.vectorized_map maps over one axis of every argument alike and falls back to a
+    # while loop for ops without a vectorised rule: several seeds run one after another.
+    del fn, in_axes
+    raise NotImplementedError("training seeds together needs Keras' JAX backend.")
+
+
 def data_parallel(count: int):
     # Keras' distribution API is JAX's only (keras/src/backend/tensorflow/distribution_lib.py
     # implements none of it); tf.distribute's strategies do not fit these steps.

@@ -37,16 +37,19 @@ def _field_type(field: dataclasses.Field):
 
 
 def define_config_flags(
-    only: Iterable[str] | None = None, flag_values: flags.FlagValues = flags.FLAGS
+    only: Iterable[str] | None = None,
+    flag_values: flags.FlagValues = flags.FLAGS,
+    exclude: Iterable[str] = (),
 ) -> list[str]:
-    """Defines a flag per `TrainConfig` field (or per field in `only`).
+    """Defines a flag per `TrainConfig` field (or per field in `only`), but those in
+    `exclude` (a command's own flag of the same name).
 
     Returns:
         The names defined.
     """
     names = []
     for field in dataclasses.fields(TrainConfig):
-        if only is not None and field.name not in only:
+        if (only is not None and field.name not in only) or field.name in exclude:
             continue
         help_text, choices = field.metadata["help"], field.metadata["choices"]
         if choices is not None:

@@ -63,6 +63,18 @@ def default_steps_per_call(augment: str, device: Device, steps_per_epoch: int) -
     return steps_per_epoch if augment == "device" and device.kind == "gpu" else 1
 
 
+def check_seeds_fit(seeds: int, devices: int) -> None:
+    """Raises ConfigError for several seeds together under data parallel (not built: the
+    seeds' stacked state would need its own axis of the device mesh)."""
+    if seeds > 1 and devices > 1:
+        raise ConfigError(
+            "seeds",
+            seeds,
+            f"several seeds train together on one device: not with data parallel over "
+            f"{devices} devices (pass --devices 1).",
+        )
+
+
 def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
     """How many devices the run splits its batches over: of this host, and under
     `jax.distributed` of every process.
@@ -95,6 +107,7 @@ def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
             "data parallel training runs on Keras' JAX backend (KERAS_BACKEND=jax): Keras' "
             "distribution API is not implemented for TensorFlow.",
         )
+    check_seeds_fit(config.seeds, count)
     if config.batch_size % count:
         raise ConfigError(
             "devices",

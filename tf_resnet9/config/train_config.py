@@ -241,6 +241,13 @@ class TrainConfig:
         check=_at_least(1),
     )
     seed: int = _setting(0, "Seeds initialisation, shuffling and augmentation.")
+    seeds: int = _setting(
+        1,
+        "Train this many independent runs, seeds seed, seed + 1, ...: together in one "
+        "compiled program on JAX, one after another on TensorFlow; each into "
+        "WORKDIR/seed-<n>, their summary into WORKDIR/seeds.json.",
+        check=_at_least(1),
+    )
     train_limit: int | None = _setting(
         None,
         "Train on a random, class-balanced subset of N images (quick runs).",

@@ -9,6 +9,7 @@ cutout): the steps see only normalised, augmented float32 batches.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterator
 from typing import Protocol
@@ -42,6 +43,9 @@ class Batches(Protocol):
     real one share theirs)."""
 
     batch_axes: tuple  # per array of a chunk, its batch axis (None: not split by data parallel)
+    # Per array of a chunk, whether it is the same for every seed (the training set), which
+    # seeds trained together (`tf_resnet9.training.seeds`) then share instead of stacking.
+    shared: tuple
 
     def count(self, chunk) -> int:
         """Steps in the chunk (a static shape)."""
@@ -66,6 +70,7 @@ class PreparedBatches:
     labels (S, B) int32): what `HostInput`'s tf.data pipeline yields."""
 
     batch_axes = (1, 1)
+    shared = (False, False)
 
     def count(self, chunk) -> int:
         return chunk[0].shape[0]
@@ -84,6 +89,7 @@ class DeviceBatches:
     # The padded set, its labels and the steps' seeds on every device; each step's images
     # split along the batch.
     batch_axes = (None, None, 1, None)
+    shared = (True, True, False, False)  # the set is every seed's; the draws are its own
 
     def count(self, chunk) -> int:
         return chunk[2].shape[0]
@@ -133,6 +139,13 @@ class DeviceInput:
         self.steps_per_call = steps_per_call
         self.seed = seed
         self.batches = DeviceBatches(cutout)
+
+    def reseeded(self, seed: int) -> DeviceInput:
+        """The same input drawing its shuffles and augmentations from `seed`: the padded
+        set on the device is shared, not padded and placed again."""
+        other = copy.copy(self)
+        other.seed = seed
+        return other
 
     def epoch(self, number: int):
         seed = backends.make_seed(epoch_seed(self.seed, number))

@@ -18,6 +18,16 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.png"
 TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINT_FOLDER = "checkpoints"
+# A run of several seeds (--seeds): a run folder per seed, and their summary beside them.
+SEEDS_FILE = "seeds.json"
+SEEDS_PLOT = "seeds.png"
+
+
+def seed_folder(workdir: str | os.PathLike, seed: int) -> str:
+    """Seed `seed`'s run folder in the workdir of a run of several seeds."""
+    return os.path.join(os.fspath(workdir), f"seed-{seed}")
+
+
 TEMPORARY_PREFIX = ".tmp-"  # what an interrupted write leaves behind
 
 
@@ -78,12 +88,20 @@ def checkpoint_paths(workdir: str | os.PathLike) -> list[str]:
     return sorted(glob.glob(os.path.join(checkpoint_folder(workdir), "epoch-[0-9]*.npz")))
 
 
+def run_folders(workdir: str | os.PathLike) -> list[str]:
+    """The workdir and, where it holds a run of several seeds, each seed's run folder."""
+    seeds = glob.glob(os.path.join(glob.escape(os.fspath(workdir)), "seed-[0-9]*"))
+    return [os.fspath(workdir), *sorted(path for path in seeds if os.path.isdir(path))]
+
+
 def remove_temporary(workdir: str | os.PathLike) -> None:
     """Removes what an interrupted write left (`write_atomic`'s temporary files) in the
-    workdir and its checkpoint folder; the finished files stay."""
-    for folder in (os.fspath(workdir), checkpoint_folder(workdir)):
-        for path in glob.glob(os.path.join(folder, TEMPORARY_PREFIX + "*")):
-            os.remove(path)
+    workdir and its checkpoint folder, and in each seed's (`run_folders`); the finished
+    files stay."""
+    for run_folder in run_folders(workdir):
+        for folder in (run_folder, checkpoint_folder(run_folder)):
+            for path in glob.glob(os.path.join(glob.escape(folder), TEMPORARY_PREFIX + "*")):
+                os.remove(path)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:

@@ -56,9 +56,9 @@ def _kind(name: str) -> tuple[type, bool]:
 
 
 def _check_name(name: str) -> None:
-    if name == SEED:
+    if name in (SEED, "seeds"):
         raise GridError(
-            "--set seed: the seeds are not an axis: --seed S --seeds K trains every "
+            f"--set {name}: the seeds are not an axis: --seed S --seeds K trains every "
             "combination with seeds S, S+1, ..., S+K-1."
         )
     if name not in _fields():

@@ -4,6 +4,7 @@ left in its run folder (`finished`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -62,11 +63,14 @@ def train_seeds(
     started: Callable[[str], None] | None = None,
     done: Callable[[str, Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Trains the job's seeds, one `train_and_evaluate` run each, one after another.
+    """Trains the job's seeds: on Keras' JAX backend together, in one compiled program
+    (`tf_resnet9.experiment_seeds.train_together`), else one `train_and_evaluate` run each,
+    one after another. Each seed's files go into its run folder either way.
 
-    This is the one place that knows how a combination's seeds are trained: once the seeds
-    train side by side in one compiled program, this function makes that one call and
-    returns its results per seed, and nothing else in the sweep changes.
+    This is the one place that knows how a combination's seeds are trained. Seeds train
+    together where they start from the same point: none has a checkpoint, or all have one
+    of a common epoch (an interrupted sweep). A seed that diverges stops the program: the
+    seeds then train one after another, so that each gets its own outcome.
 
     Args:
         job: The combination's configs and run folders.
@@ -79,6 +83,11 @@ def train_seeds(
     Raises:
         What `train_and_evaluate` raises (but `TrainingDiverged`, which is an outcome).
     """
+    if len(job.configs) > 1 and _together_possible(job):
+        try:
+            return _train_together(job, started, done)
+        except TrainingDiverged:
+            pass  # one seed's NaN: each seed alone says which, and the others' results
     outcomes = []
     for config, run_dir in zip(job.configs, job.run_dirs):
         if started is not None:
@@ -86,6 +95,43 @@ def train_seeds(
         outcomes.append(train_one(config, run_dir, job.data_dir))
         if done is not None:
             done(run_dir, outcomes[-1])
+    return outcomes
+
+
+def _together_possible(job: Job) -> bool:
+    import keras  # the backend of the process that trains
+
+    if keras.backend.backend() != "jax":
+        return False
+    saved = [bool(workdir.checkpoint_paths(run_dir)) for run_dir in job.run_dirs]
+    if not any(saved):
+        return True
+    epochs = [
+        {os.path.basename(path) for path in workdir.checkpoint_paths(run_dir)}
+        for run_dir in job.run_dirs
+    ]
+    return all(saved) and bool(set.intersection(*epochs))
+
+
+def _train_together(job: Job, started, done) -> list[Outcome]:
+    from tf_resnet9.experiment_seeds import train_together  # starts Keras: where it trains
+
+    for run_dir in job.run_dirs:
+        os.makedirs(run_dir, exist_ok=True)
+        if started is not None:
+            started(run_dir)
+    resume = bool(workdir.checkpoint_paths(job.run_dirs[0]))
+    with contextlib.ExitStack() as stack:
+        logs = [
+            stack.enter_context(open(os.path.join(run_dir, LOG_FILE), "a"))
+            for run_dir in job.run_dirs
+        ]
+        outcomes = train_together(
+            list(job.configs), list(job.run_dirs), job.data_dir, logs[0], resume, logs
+        )
+    if done is not None:
+        for run_dir, outcome in zip(job.run_dirs, outcomes):
+            done(run_dir, outcome)
     return outcomes
 
 

@@ -13,10 +13,15 @@ trains outside `Model.fit`: callbacks get one batch event per compiled call,
 `on_train_batch_end(batch, logs)` with the index of the call's last step and logs
 {"steps": steps of the epoch dispatched so far}: on a GPU, where an epoch is one call,
 there is none within an epoch. The time callbacks take is excluded from the training time.
+
+`fit_lanes` is the same loop over steps whose compiled calls train several runs at once
+(seeds, `tf_resnet9.training.seeds`): it unstacks their metrics and states per run ("lane")
+and gives each its own records, evaluation and callbacks; `fit` is its one-lane case.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -74,8 +79,9 @@ def warm_up(
             seen.add(length)
             outputs.append(steps.run_discarding_updates(train, first, chunk))
     backends.wait(outputs)
+    first = steps.lanes[0]  # every lane evaluates with the first's compiled evaluation
     for eval_set in eval_sets:
-        evaluation.evaluate(steps, steps.initial_state(), eval_set)
+        evaluation.evaluate(first, first.initial_state(), eval_set)
     return time.perf_counter() - start
 
 
@@ -97,6 +103,12 @@ def run_epoch(
         on_call: Called with the steps dispatched so far after each call. It must not read
             the call's results: that would make the host wait for the device.
     """
+    state, calls = _dispatch(steps, state, train_input, number, on_call)
+    return state, _epoch_totals(calls)
+
+
+def _dispatch(steps, state, train_input: TrainInput, number: int, on_call):
+    """(state, [(CallMetrics, steps of the call)]) of epoch `number`, not waited for."""
     train = steps.train_fn(train_input.batches)
     calls, dispatched = [], 0
     for first, (chunk, count) in _chunks(train_input, number):
@@ -105,6 +117,11 @@ def run_epoch(
         dispatched += count
         if on_call is not None:
             on_call(dispatched)
+    return state, calls
+
+
+def _epoch_totals(calls) -> EpochTotals:
+    """The epoch's totals from its calls' metrics (of one lane); waits for the device."""
     loss_sum, correct, steps_done, first_nonfinite = 0.0, 0, 0, None
     for totals, count in calls:
         first = int(totals.first_nonfinite)
@@ -114,7 +131,7 @@ def run_epoch(
         correct += int(totals.correct)
         steps_done += count
     norms = np.concatenate([ops.convert_to_numpy(totals.grad_norms) for totals, _ in calls])
-    return state, EpochTotals(loss_sum / steps_done, correct, first_nonfinite, norms)
+    return EpochTotals(loss_sum / steps_done, correct, first_nonfinite, norms)
 
 
 def fit(
@@ -145,37 +162,127 @@ def fit(
         TrainingDiverged: a training loss, or an evaluation's loss or accuracy, became NaN
             or infinite; no callback sees that epoch.
     """
-    progress = progress or Progress((), 0.0, 0.0)
-    if epochs <= len(progress.records):
+    (fitted,) = fit_lanes(steps, make_inputs, epochs, [lr_of_update], [callbacks], [progress])
+    return fitted
+
+
+def fit_lanes(
+    steps,
+    make_inputs: Callable[[], tuple[TrainInput, dict[str, EvalSet]]],
+    epochs: int,
+    lr_of_update: Sequence[Callable[[int], float]],
+    callbacks: Sequence[Sequence[keras.callbacks.Callback]],
+    progress: Sequence[Progress | None],
+    names: Sequence[str] | None = None,
+) -> list[Fit]:
+    """`fit` for steps of several lanes trained together (`steps.lanes`: seeds, in
+    `tf_resnet9.training.seeds`), each lane with its own learning rate record, callbacks
+    (called with its model holding its weights) and progress, all at the same epoch; one
+    clock for all; `names`: each lane's, for the messages of `TrainingDiverged` (e.g.
+    "seed 3"). Returns each lane's `Fit`.
+    """
+    progress = [p or Progress((), 0.0, 0.0) for p in progress]
+    done = len(progress[0].records)
+    if any(len(p.records) != done for p in progress):
+        raise ValueError("the lanes resume from different epochs: they train together.")
+    if epochs <= done:
         raise ValueError(f"epochs={epochs} is invalid: the run already has {epochs} or more.")
-    records = list(progress.records)
-    callback_list = keras.callbacks.CallbackList(list(callbacks), model=steps.model)
-    clock = Stopwatch(progress.training_time_s)
+    records = [list(p.records) for p in progress]
+    lists = [
+        keras.callbacks.CallbackList(list(lane_callbacks), model=lane.model)
+        for lane_callbacks, lane in zip(callbacks, steps.lanes)
+    ]
+    clock = Stopwatch(progress[0].training_time_s)
     train_input, eval_sets = make_inputs()
     clock.lap(counts=True)  # preprocessing
-    times = {"eval": progress.eval_time_s, "hooks": progress.hooks_time_s}  # excluded
+    times = {"eval": progress[0].eval_time_s, "hooks": progress[0].hooks_time_s}  # excluded
+    names = names or [""] * len(steps.lanes)
+    epoch = _Epoch(steps, train_input, eval_sets, lists, lr_of_update, clock, times, names)
     state = steps.initial_state()
-    callback_list.on_train_begin()
-    for epoch in range(len(records) + 1, epochs + 1):
-        callback_list.on_epoch_begin(epoch - 1)
+    for callback_list in lists:
+        callback_list.on_train_begin()
+    for number in range(done + 1, epochs + 1):
+        state, confusions = epoch.run(state, number, records)
+    steps.finish(state)
+    for callback_list, lane_records in zip(lists, records):
+        callback_list.on_train_end(lane_records[-1].as_dict())
+    return [
+        Fit(tuple(lane_records), clock.total, times["eval"], times["hooks"], confusion)
+        for lane_records, confusion in zip(records, confusions)
+    ]
+
+
+class _Epoch(NamedTuple):
+    """One epoch of `fit_lanes`: what stays the same from epoch to epoch."""
+
+    steps: object
+    train_input: TrainInput
+    eval_sets: dict[str, EvalSet]
+    lists: list  # each lane's keras.callbacks.CallbackList
+    lr_of_update: Sequence[Callable[[int], float]]
+    clock: Stopwatch
+    times: dict  # "eval" and "hooks": the seconds excluded from training so far
+    names: Sequence[str]  # each lane's name in messages ("" alone)
+
+    def run(self, state, number: int, records: list[list[EpochRecord]]):
+        """Trains and evaluates epoch `number`, appends each lane's record to its
+        `records` and calls its callbacks; returns (state, each lane's confusion matrix)."""
+        steps, clock, times = self.steps, self.clock, self.times
+        for callback_list in self.lists:
+            callback_list.on_epoch_begin(number - 1)
         times["hooks"] += clock.lap(counts=False)
-        on_call = lambda done: callback_list.on_train_batch_end(done - 1, {"steps": done})  # noqa: E731
-        state, totals = run_epoch(steps, state, train_input, epoch, on_call)
+
+        def on_call(done):
+            for callback_list in self.lists:
+                callback_list.on_train_batch_end(done - 1, {"steps": done})
+
+        state, calls = _dispatch(steps, state, self.train_input, number, on_call)
+        per_call = [(steps.unstack(metrics), count) for metrics, count in calls]
+        totals = [
+            _epoch_totals([(lanes[k], count) for lanes, count in per_call])
+            for k in range(len(steps.lanes))
+        ]  # waits for the device: before the clock's lap
         epoch_time = clock.lap(counts=True)
-        _check_training(totals, epoch, train_input.steps)
-        evaluations = {name: evaluation.evaluate(steps, state, s) for name, s in eval_sets.items()}
+        for name, lane_totals in zip(self.names, totals):
+            with _named(name):
+                _check_training(lane_totals, number, self.train_input.steps)
+        states = steps.unstack(state)
+        evaluations = [
+            {name: evaluation.evaluate(lane, lane_state, s) for name, s in self.eval_sets.items()}
+            for lane, lane_state in zip(steps.lanes, states)
+        ]
         times["eval"] += clock.lap(counts=False)
         times_s = {"epoch_time_s": epoch_time, "training_time_s": clock.total}
-        records.append(_record(epoch, totals, evaluations, train_input, lr_of_update, times_s))
-        steps.finish(state)  # the callbacks see this epoch's weights in the variables
-        confusion = evaluations["test"].confusion
-        end = EpochEnd(records[-1], confusion, totals.grad_norms, times["eval"], times["hooks"])
-        callback_list.on_epoch_end(epoch - 1, end.logs())
-        state = steps.initial_state()  # the variables, as the callbacks left them
+        new = []  # every lane's figures checked before any callback sees one
+        lanes = zip(self.names, totals, evaluations, self.lr_of_update)
+        for name, lane_totals, lane_evaluations, lr in lanes:
+            with _named(name):
+                record = _record(
+                    number, lane_totals, lane_evaluations, self.train_input, lr, times_s
+                )
+            new.append(record)
+        # The first lane last: its progress rows are the ones shown (`experiment_seeds`),
+        # and a row shown means that every lane's checkpoint of the epoch is on disk.
+        for k, lane in reversed(list(enumerate(steps.lanes))):
+            records[k].append(new[k])
+            lane.finish(states[k])  # the callbacks see this epoch's weights in the variables
+            confusion = evaluations[k]["test"].confusion
+            end = EpochEnd(new[k], confusion, totals[k].grad_norms, times["eval"], times["hooks"])
+            self.lists[k].on_epoch_end(number - 1, end.logs())
+        state = steps.stack([lane.initial_state() for lane in steps.lanes])  # as they left them
         times["hooks"] += clock.lap(counts=False)
-    steps.finish(state)
-    callback_list.on_train_end(records[-1].as_dict())
-    return Fit(tuple(records), clock.total, times["eval"], times["hooks"], confusion)
+        return state, [e["test"].confusion for e in evaluations]
+
+
+@contextlib.contextmanager
+def _named(name: str):
+    """A `TrainingDiverged` inside, its message starting with the lane's name."""
+    try:
+        yield
+    except TrainingDiverged as error:
+        if not name:
+            raise
+        raise TrainingDiverged(f"{name}: {error}") from None
 
 
 def _record(epoch, totals: EpochTotals, evaluations, train_input, lr_of_update, times_s):

@@ -123,11 +123,7 @@ class CompiledSteps:
         `fn.program(state, first_step, chunk)` its optimised program as text (XLA's HLO),
         where the data-parallel tests and benchmarks count the all-reduces."""
         if batches not in self._train_fns:
-
-            def train(state, first_step, chunk):
-                count = batches.count(chunk)
-                return self._steps(state, first_step, count, lambda i: batches(chunk, i))
-
+            train = self.train_program(batches)
             compiled, put = self.placement.compile(train, self._jit), self.placement.put
 
             def place(chunk):
@@ -144,6 +140,34 @@ class CompiledSteps:
             )
             self._train_fns[batches] = placed
         return self._train_fns[batches]
+
+    def train_program(self, batches):
+        """The pure function `train_fn` compiles, `(state, first_step, chunk) -> (state,
+        CallMetrics)`: for `tf_resnet9.training.seeds`, which maps it over several states."""
+
+        def train(state, first_step, chunk):
+            count = batches.count(chunk)
+            return self._steps(state, first_step, count, lambda i: batches(chunk, i))
+
+        return train
+
+    # The epoch loop trains "lanes": runs that share the compiled calls, their states and
+    # metrics stacked on a leading axis (`tf_resnet9.training.seeds.SeedSteps`). These steps
+    # are one run: one lane, nothing stacked.
+
+    @property
+    def lanes(self) -> tuple[CompiledSteps, ...]:
+        """Each run's own steps (its model, optimizer and variables)."""
+        return (self,)
+
+    def unstack(self, tree) -> list:
+        """A state or metrics of the compiled calls, per lane."""
+        return [tree]
+
+    def stack(self, trees: list):
+        """The compiled calls' state from each lane's (`unstack`'s inverse)."""
+        (tree,) = trees
+        return tree
 
     def train_on_batches(self, state, images, labels, first_step: int = 0):
         """Steps on batches the caller prepared: float32 images (S, B, 32, 32, 3), normalised
