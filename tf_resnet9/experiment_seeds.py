@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from tf_resnet9 import backends
+from tf_resnet9 import backends, training_run
 from tf_resnet9.backends.device import current_device
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import resolve_devices
@@ -24,6 +24,7 @@ from tf_resnet9.outputs import checkpoints
 from tf_resnet9.outputs import workdir as folder
 from tf_resnet9.outputs.results import RunResults
 from tf_resnet9.outputs.seeds import SeedsResults, draw_spread
+from tf_resnet9.training_run import train_one
 
 
 def seed_configs(config: TrainConfig) -> list[TrainConfig]:
@@ -79,13 +80,11 @@ def train_seeds(
 
 
 def _one_after_another(config, configs, data_dir, workdir, run_dirs, out, resume):
-    from tf_resnet9.experiment import train_and_evaluate
-
     runs = []
     for seed_config, run_dir in zip(configs, run_dirs):
         print(f"seed {seed_config.seed} of {len(configs)} one after another", file=out)
         again = resume and bool(folder.checkpoint_paths(run_dir))
-        runs.append(train_and_evaluate(seed_config, data_dir, run_dir, out, resume=again))
+        runs.append(train_one(seed_config, data_dir, run_dir, out, resume=again))
     return runs
 
 
@@ -114,21 +113,19 @@ def train_together(
         lane_outs: Each seed's progress stream; default: the first seed's on `out`, the
             others' not shown (their rows are in their files).
     """
-    from tf_resnet9 import experiment
-
     wall_start = time.perf_counter()
     saved = common_checkpoints(run_dirs) if resume else [None] * len(configs)
     if run_dirs[0] is not None:
-        experiment.check_packages(configs[0])
+        training_run.check_packages(configs[0])
     created = [path for run_dir in run_dirs for path in folder.make_workdir(run_dir)]
     lane_outs = lane_outs or [out] + [io.StringIO() for _ in configs[1:]]
-    lanes = [experiment.Lane(*lane) for lane in zip(configs, run_dirs, saved, lane_outs)]
+    lanes = [training_run.Lane(*lane) for lane in zip(configs, run_dirs, saved, lane_outs)]
     seeds = ", ".join(str(c.seed) for c in configs)
     print(
         f"seeds {seeds} trained together; the progress shown is seed {configs[0].seed}'s", file=out
     )
     try:
-        ran = experiment.run_lanes(lanes, data_dir, out, (), wall_start)
+        ran = training_run.run_lanes(lanes, data_dir, out, (), wall_start)
     except BaseException:
         folder.remove_if_empty(created)
         raise
@@ -136,7 +133,7 @@ def train_together(
     for lane, (results, model) in zip(lanes, ran):
         if lane.workdir is not None:
             finished = lane.checkpoint is not None and lane.checkpoint.epoch >= lane.config.epochs
-            unwritten = experiment.write_outputs(results, model, lane.workdir, out, finished)
+            unwritten = training_run.write_outputs(results, model, lane.workdir, out, finished)
             results = dataclasses.replace(results, unwritten=unwritten)
         runs.append(results)
     return runs
