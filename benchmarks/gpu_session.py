@@ -13,12 +13,14 @@ timeout from what is left of --budget_s, the most important figures first:
     page24-torch   `benchmarks.reference_torch`, the same seeds   -> OUT/page24-torch.json
     page10-keras   the same with --recipe page10                  -> OUT/page10-keras.json
     page10-torch                                                  -> OUT/page10-torch.json
+    seeds-together `benchmarks.dawnbench --parallel_seeds`: page24's seeds in one program
+                   against one after another (seeds per hour)     -> OUT/seeds-together.json
     profile        `benchmarks.profile_epoch`, one compiled epoch -> OUT/profile.txt
 
 OUT also gets session.json (the environment, the budget, each step's command, status, time
 and headline figures; rewritten atomically after every step, so a session killed from
 outside still leaves a true record) and log.txt (every line the children print, prefixed
-with the elapsed seconds and the step, as it comes): 7 files of the lease's 8. A step that
+with the elapsed seconds and the step, as it comes): 8 files, the lease's 8. A step that
 fails is recorded (the end of its stderr) and the next one runs; a step needing a package
 that is missing (torch, jax) is skipped and says so.
 
@@ -29,6 +31,8 @@ latest measurement of the same framework (the smoke runs first, then each benchm
 JSON refines the next):
 
     benchmark = start-up + seeds x (fixed + epochs x (epoch + evaluation))
+    seeds-together = 2 x that of page24 (both ways, the one in one program taken to be as
+                 long as the other: unmeasured on a GPU), with no fewer seeds
     profile   = start-up + fixed + 4 x epoch + 10 s (one epoch compiles, one is timed, one
                 is traced, which slows it, counted twice; then the trace is read)
 
@@ -177,6 +181,18 @@ def session_steps(dry_run: bool) -> list[Step]:
         benchmark("page10-keras", "benchmarks.dawnbench", "keras", "page10"),
         benchmark("page10-torch", "benchmarks.reference_torch", "torch", "page10"),
         Step(
+            "seeds-together",
+            "benchmarks.dawnbench",
+            (*data, "--parallel_seeds", "{seeds}", "--recipe", "page24")
+            + ("--out", "{out}/seeds-together.json")
+            + (("--epochs", "1", *size) if dry_run else ()),
+            "seeds_together",
+            "keras",
+            "page24",
+            epochs["page24"],
+            "{out}/seeds-together.json",
+        ),
+        Step(
             "profile",
             "benchmarks.profile_epoch",
             (
@@ -279,7 +295,8 @@ def plan_step(
             why = f"no estimate before it runs: at most {limit:.0f} s"
         else:
             why = f"no estimate (no {step.framework} run measured): at most the {left_s:.0f} s left"
-        return Plan(True, why, None, limit, None if step.kind != "benchmark" else seeds)
+        with_seeds = step.kind in ("benchmark", "seeds_together")
+        return Plan(True, why, None, limit, seeds if with_seeds else None)
     if step.kind == "profile":
         estimate = (
             timing.startup_s + timing.fixed_s + PROFILE_EPOCHS * timing.epoch_s + PROFILE_READ_S
@@ -290,6 +307,10 @@ def plan_step(
             f"[measured by {timing.measured_by}]"
         )
         return _fits(estimate, formula, left_s)
+    if step.kind == "seeds_together":
+        estimate = 2 * timing.seconds(seeds, step.epochs, step.recipe)
+        formula = f"2 ways x ({timing.formula(seeds, step.epochs, step.recipe)})"
+        return _fits(estimate, formula, left_s, seeds)
     runs = 1 if step.kind == "smoke" else seeds
     estimate = timing.seconds(runs, step.epochs, step.recipe)
     formula = timing.formula(runs, step.epochs, step.recipe)
@@ -467,6 +488,16 @@ def benchmark_figures(path: str) -> dict:
     }
 
 
+def seeds_together_figures(path: str) -> dict:
+    report = _read_json(path)
+    ways = report["ways"]
+    return {
+        "seeds": report["parallel_seeds"],
+        "together_speedup": report["together_speedup"],
+        "seeds_per_hour_training": {way: ways[way]["seeds_per_hour_training"] for way in ways},
+    }
+
+
 def profile_figures(path: str) -> dict:
     figures = _read_json(path)
     kinds = figures.get("kinds") or {}
@@ -492,7 +523,12 @@ def timing_after(step: Step, path: str, child_s: float) -> Timing:
 
 def headline(step: Step, path: str) -> dict:
     """A step's headline figures, from the file `path` its kind writes them to."""
-    read = {"smoke": smoke_figures, "benchmark": benchmark_figures, "profile": profile_figures}
+    read = {
+        "smoke": smoke_figures,
+        "benchmark": benchmark_figures,
+        "seeds_together": seeds_together_figures,
+        "profile": profile_figures,
+    }
     return read[step.kind](path)
 
 
@@ -506,6 +542,12 @@ def short(figures: dict) -> str:
             f"{figures['median_compile_time_s']:.1f} s, "
             f"{figures['median_images_per_s']:,.0f} images/s"
             + ("" if mfu is None else f", MFU {mfu:.1%}")
+        )
+    if "together_speedup" in figures:
+        rates, ratio = figures["seeds_per_hour_training"], figures["together_speedup"]
+        return (
+            f"{figures['seeds']} seeds together {rates['together']:.0f} seeds/h, one after "
+            f"another {rates['one_after_another']:.0f} ({ratio['by_training']:.2f}x)"
         )
     if "epoch_s" in figures:
         share = figures.get("share") or {}
@@ -820,7 +862,7 @@ class Session:
     def _read_figures(self, step: Step, entry: dict, output: str, child_s: float) -> None:
         try:
             entry["headline"] = headline(step, self._path(step.figures or step.output))
-            if step.kind != "profile":
+            if step.kind in ("smoke", "benchmark"):
                 self.timings[step.framework] = timing_after(step, output, child_s)
         except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
             entry["headline_error"] = f"{type(e).__name__}: {e}"

@@ -84,8 +84,8 @@ def test_every_benchmark_step_writes_its_own_file_and_all_fit_the_lease():
     steps = gpu_session.session_steps(False)
     outputs = [s.output for s in steps if s.output.startswith("{out}")]
     assert len(set(outputs)) == len(outputs)
-    # session.json and log.txt besides: one file of the lease's 8 left for another step.
-    assert len(outputs) + 2 == gpu_session.MAX_FILES - 1
+    # session.json and log.txt besides: the lease's 8 files.
+    assert len(outputs) + 2 == gpu_session.MAX_FILES
 
 
 # ---------------------------------------------------------------------------- the runner
@@ -135,11 +135,11 @@ def test_a_tiny_budget_skips_every_step_and_says_so(data_dir, tmp_path):
         "--budget_s", "1", timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "budget 1 s for 7 steps" in result.stdout
+    assert "budget 1 s for 8 steps" in result.stdout
     assert sorted(os.listdir(out)) == ["log.txt", "session.json"]
     session = read_session(out)
     assert session["budget_s"] == 1 and session["dry_run"]
-    assert [s["status"] for s in session["steps"]] == ["skipped"] * 7
+    assert [s["status"] for s in session["steps"]] == ["skipped"] * 8
     smoke = session["steps"][0]
     assert smoke["reason"].startswith("would not fit") and "smoke: skipped" in result.stdout
     assert "versions" in session["environment"]
@@ -167,7 +167,7 @@ def test_the_dry_run_end_to_end(data_dir, tmp_path):
         "--compilation_cache", tmp_path / "jax-cache", timeout=3300,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "budget 3000 s for 7 steps" in result.stdout
+    assert "budget 3000 s for 8 steps" in result.stdout
     session = read_session(out)
     steps = {s["name"]: s for s in session["steps"]}
     assert list(steps) == [s.name for s in gpu_session.session_steps(True)]
@@ -186,6 +186,10 @@ def test_the_dry_run_end_to_end(data_dir, tmp_path):
     assert "[smoke]" in (out / "log.txt").read_text()
     if steps["profile"]["status"] == "ok":
         assert "kind" in (out / "profile.txt").read_text()
+    together = steps["seeds-together"]
+    assert together["estimate"].startswith("estimate") and "2 ways x" in together["estimate"]
+    assert together["headline"]["seeds"] == 2
+    assert set(together["headline"]["seeds_per_hour_training"]) == {"together", "one_after_another"}
 
 
 # ---------------------------------------------------------------------------- the profile

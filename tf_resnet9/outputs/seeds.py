@@ -84,20 +84,26 @@ class SeedsResults:
 
 def draw_spread(runs: Sequence[RunResults], target: float | None, path) -> None:
     """Writes seeds.png: every seed's test accuracy after each epoch, one line a seed, and
-    the target as a dashed line."""
+    the target as a dashed line where the accuracies come within 5 points of it (far above
+    them, as after a short run, it would squash the lines into a corner)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
 
     figure = Figure(figsize=(7.0, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for run in runs:
         epochs = [record.epoch for record in run.epochs]
-        axes.plot(epochs, [record.test_acc for record in run.epochs], label=f"seed {run.seed}")
-    if target is not None:
-        axes.axhline(target, linestyle="--", color="gray", label=f"target {target:.0%}")
+        axes.plot(
+            epochs, [record.test_acc for record in run.epochs], "o-", label=f"seed {run.seed}"
+        )
     accuracies = [run.test_accuracy for run in runs]
+    if target is not None and target - max(accuracies) <= 0.05:
+        axes.axhline(target, linestyle="--", color="gray", label=f"target {target:.0%}")
     axes.set(xlabel="epoch", ylabel="test accuracy")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     axes.set_title(
         f"{len(runs)} seeds: final test accuracy median {statistics.median(accuracies):.2%} "
         f"(min {min(accuracies):.2%}, max {max(accuracies):.2%})"
