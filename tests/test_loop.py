@@ -40,12 +40,13 @@ def inputs(count: int = 64):
 
 
 def fit(steps, epochs=2, callbacks=(), count=64):
-    lr = steps.optimizer.learning_rate
+    # Read when asked: the array of an earlier epoch was donated to the training calls.
+    current = lambda step: float(keras.ops.convert_to_numpy(steps.optimizer.learning_rate))  # noqa: E731
     return loop.fit(
         steps,
         inputs(count),
         epochs=epochs,
-        lr_of_update=lambda step: float(keras.ops.convert_to_numpy(lr)),
+        lr_of_update=current,
         callbacks=callbacks,
     )
 
@@ -76,7 +77,7 @@ def test_a_learning_rate_set_by_a_callback_is_the_one_the_next_epoch_uses():
 def test_the_training_clock_stops_for_evaluation_and_callbacks(monkeypatch):
     # A stand-in evaluation and a callback that take 0.5 s each per epoch: neither may
     # count as training time, whatever the machine's speed.
-    real_evaluate = evaluation.evaluate
+    real_evaluate = evaluation.evaluate_lanes
 
     def slow_evaluate(*args):
         time.sleep(0.5)
@@ -86,7 +87,7 @@ def test_the_training_clock_stops_for_evaluation_and_callbacks(monkeypatch):
         def on_epoch_end(self, epoch, logs=None):
             time.sleep(0.5)
 
-    monkeypatch.setattr(evaluation, "evaluate", slow_evaluate)
+    monkeypatch.setattr(evaluation, "evaluate_lanes", slow_evaluate)
     start = time.perf_counter()
     fitted = fit(tiny_steps(), callbacks=[SlowCallback()], count=16)
     wall = time.perf_counter() - start
@@ -98,7 +99,7 @@ def test_the_training_clock_stops_for_evaluation_and_callbacks(monkeypatch):
 
 def test_a_nonfinite_evaluation_stops_the_run_before_any_callback_sees_it(monkeypatch):
     def nan_evaluate(steps, state, eval_set):
-        return Evaluation(float("nan"), 0.1, 0.5, np.zeros((10, 10), np.int64))
+        return [Evaluation(float("nan"), 0.1, 0.5, np.zeros((10, 10), np.int64))]
 
     class Recorder(keras.callbacks.Callback):
         epochs_seen = 0
@@ -106,7 +107,7 @@ def test_a_nonfinite_evaluation_stops_the_run_before_any_callback_sees_it(monkey
         def on_epoch_end(self, epoch, logs=None):
             Recorder.epochs_seen += 1
 
-    monkeypatch.setattr(evaluation, "evaluate", nan_evaluate)
+    monkeypatch.setattr(evaluation, "evaluate_lanes", nan_evaluate)
     with pytest.raises(TrainingDiverged, match="test_loss became NaN or infinite at epoch 1"):
         fit(tiny_steps(), callbacks=[Recorder()], count=16)
     assert Recorder.epochs_seen == 0  # no checkpoint, table row or log saw the NaN

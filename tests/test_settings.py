@@ -85,7 +85,7 @@ def test_data_parallel_over_every_gpu_by_default_and_one_cpu(devices, device, co
     [
         ("16", "jax", "devices='16' is invalid: this host has 8"),
         ("3", "jax", "batch_size=512 must split evenly over the 3 devices"),
-        ("2", "tensorflow", "data parallel training runs on Keras' JAX backend"),
+        ("2", "tensorflow", "training over several devices runs on Keras' JAX backend"),
     ],
 )
 def test_devices_that_do_not_fit_are_refused_by_name(devices, backend, message):

@@ -92,9 +92,12 @@ def build_optimizer(config: TrainConfig, lr, precision: str) -> keras.optimizers
     return optimizer
 
 
-def placement(devices: int):
-    """Where a run's arrays live: one device, or data parallel over `devices` (JAX)."""
-    return backends.data_parallel(devices) if devices > 1 else SingleDevice()
+def placement(devices: int, seeds: int = 1):
+    """Where a run's arrays live: one device; data parallel over `devices`; or for `seeds`
+    trained together, their runs split over `devices` (both JAX)."""
+    if devices == 1:
+        return SingleDevice()
+    return backends.seed_parallel(devices) if seeds > 1 else backends.data_parallel(devices)
 
 
 def build_steps(config: TrainConfig, run: RunSettings, lr, train_images=None) -> CompiledSteps:

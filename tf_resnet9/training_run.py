@@ -18,7 +18,7 @@ import numpy as np
 from tf_resnet9 import backends, builders
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.recipes import RECIPES
-from tf_resnet9.config.settings import RunSettings, check_seeds_fit, resolve
+from tf_resnet9.config.settings import RunSettings, resolve
 from tf_resnet9.data.splits import Splits, load_splits
 from tf_resnet9.errors import ConfigError, MissingPackage
 from tf_resnet9.outputs import checkpoints, export, report, tensorboard
@@ -113,9 +113,9 @@ def run_lanes(
         config.test_limit,
         config.subset_seed,
     )
-    run = resolve(config, len(splits.train[1]), len(splits.test[1]))
-    check_seeds_fit(len(lanes), run.devices)
-    _announce(config, run, splits, out)
+    together = dataclasses.replace(config, seeds=len(lanes))  # the devices' split
+    run = resolve(together, len(splits.train[1]), len(splits.test[1]))
+    _announce(together, run, splits, out)
     if config.deterministic:
         backends.make_deterministic(run.jit)
     lr = builders.learning_rate(config, run.steps_per_epoch)
@@ -156,12 +156,17 @@ def run_lanes(
 def _build_steps(configs: list[TrainConfig], run: RunSettings, lr, splits: Splits):
     """Each config's compiled steps, initialised from its seed as a run alone is; for
     several, their `SeedSteps`."""
+    if len(configs) == 1:
+        keras.utils.set_random_seed(configs[0].seed)
+        return builders.build_steps(configs[0], run, lr, splits.train[0])
     lanes = []
-    for config in configs:
+    for config in configs:  # each on one device, as a run alone: SeedSteps places them
         keras.utils.set_random_seed(config.seed)
-        lanes.append(builders.build_steps(config, run, lr, splits.train[0]))
+        alone = dataclasses.replace(run, devices=1)
+        lanes.append(builders.build_steps(config, alone, lr, splits.train[0]))
     seeds = [config.seed for config in configs]
-    return lanes[0] if len(lanes) == 1 else SeedSteps(lanes, run.jit, seeds)
+    where = builders.placement(run.devices, len(configs))
+    return SeedSteps(lanes, run.jit, seeds, where)
 
 
 def _restore(checkpoint, config: TrainConfig, steps: CompiledSteps, out) -> Progress:
@@ -175,7 +180,8 @@ def _restore(checkpoint, config: TrainConfig, steps: CompiledSteps, out) -> Prog
 def _announce(config: TrainConfig, run: RunSettings, splits: Splits, out) -> None:
     if run.device.kind == "cpu":
         print(cpu_warning(config, run.device.name), file=out)
-    if config.ghost_bn_splits > 1 and config.ghost_bn_splits % run.devices:
+    split_batches = run.devices > 1 and config.seeds == 1
+    if split_batches and config.ghost_bn_splits % run.devices and config.ghost_bn_splits > 1:
         print(
             f"warning: ghost_bn_splits={config.ghost_bn_splits} is not a multiple of the "
             f"{run.devices} devices: its sub-batches span devices, whose BatchNorm "
@@ -188,9 +194,19 @@ def _announce(config: TrainConfig, run: RunSettings, splits: Splits, out) -> Non
         f"({len(splits.train[1])} train{held_out}, {len(splits.test[1])} test images); "
         f"device: {run.device.name}; backend: {run.backend}; precision: {run.precision}; "
         f"augmentation: {run.augment}; XLA: {'on' if run.jit else 'off'}"
-        + (f"; data parallel over {run.devices} devices" if run.devices > 1 else ""),
+        + _devices_note(config, run),
         file=out,
     )
+
+
+def _devices_note(config: TrainConfig, run: RunSettings) -> str:
+    if run.devices == 1:
+        return ""
+    if config.seeds > 1:
+        return (
+            f"; the seeds split over {run.devices} devices, {config.seeds // run.devices} on each"
+        )
+    return f"; data parallel over {run.devices} devices"
 
 
 def _eval_sets(run, splits: Splits, steps, stand_in: bool = False) -> dict[str, EvalSet]:

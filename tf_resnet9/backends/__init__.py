@@ -11,8 +11,10 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
     HOST_AUGMENT              whether the tf.data input path (--augment host) is available
     value_and_grad(fn)        fn(params, *args) -> (loss, aux); returns a function giving
                               ((loss, aux), grads), grads shaped like params
-    compile_fn(fn, jit)       fn compiled as one program (XLA when jit is True); the
-                              compiled fn may consume its first argument (JAX donates it)
+    compile_fn(fn, jit, donate=False)
+                              fn compiled as one program (XLA when jit is True); with
+                              donate, the compiled fn consumes its first argument (JAX
+                              donates its buffers: the caller must not use it again)
     vmap(fn, in_axes)         fn mapped over a leading axis of the arguments `in_axes`
                               names (0: mapped, None: shared), as one program (JAX only)
     program_text(compiled, *args)
@@ -25,6 +27,8 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
     gpu()                     (name, compute capability or None, count) of the GPUs, or None
     local_device_count()      devices of the default kind this process sees
     data_parallel(count)      a placement over `count` devices (JAX; `placement`)
+    seed_parallel(count)      a placement of several seeds' stacked states over `count`
+                              devices, the seed axis split (JAX; `placement`)
     process_index()           this process's number among jax.distributed's (0 alone)
     process_count()           how many processes jax.distributed started (1 alone)
     make_deterministic(jit)   every op deterministic from now on (raises where it cannot be)
@@ -58,6 +62,7 @@ _NAMES = (
     "TrainingState",
     "local_device_count",
     "data_parallel",
+    "seed_parallel",
     "process_index",
     "process_count",
 )

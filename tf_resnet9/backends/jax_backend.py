@@ -1,5 +1,7 @@
 """The backend functions on JAX (see tf_resnet9.backends)."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import keras
@@ -25,13 +27,17 @@ def value_and_grad(fn):
     return jax.value_and_grad(fn, has_aux=True)
 
 
-def compile_fn(fn, jit: bool):
+def compile_fn(fn, jit: bool, donate: bool = False):
     if not jit:
         return fn
-    # Donating the state lets XLA update the weights in place instead of copying them
-    # (accelerators only: XLA's CPU backend ignores donation, with a warning).
-    donate = (0,) if jax.default_backend() != "cpu" else ()
-    return jax.jit(fn, donate_argnums=donate)
+    return jax.jit(fn, donate_argnums=_donated(donate))
+
+
+def _donated(donate: bool) -> tuple[int, ...]:
+    # Donating the state lets XLA update the weights in place instead of copying them. It
+    # is asked for on every platform (XLA's CPU backend honours it too), so that the CPU
+    # tests run the programs as a GPU does: a state used after it was donated fails there.
+    return (0,) if donate else ()
 
 
 def vmap(fn, in_axes):
@@ -123,7 +129,7 @@ class TrainingState:
     def finish(self, state) -> None:
         for variables, values in zip(self.groups, state):
             for variable, value in zip(variables, values):
-                # A copy: where the state is donated (GPUs), the next call consumes its
+                # A copy: the state is donated, so the next call consumes its
                 # arrays, and the variables must keep theirs.
                 variable.assign(ops.copy(value))
 
@@ -132,7 +138,47 @@ class TrainingState:
         return step_fn(keras.tree.map_structure(ops.copy, self.initial()), *args)
 
 
-class DataParallel:
+class _Sharded:
+    """Arrays over the devices of a one-axis mesh: replicated, or split along one of their
+    axes over the mesh's axis.
+
+    Host arrays are placed with `jax.make_array_from_callback`, each device taking its part
+    of the copy every process holds: `jax.device_put` of host data checks across processes
+    that every copy is equal, which costs a data set's worth of communication.
+    """
+
+    writes = True  # this process writes the run's files
+
+    def __init__(self, mesh: jax.sharding.Mesh, axis: str):
+        self._mesh, self._axis = mesh, axis
+        self._replicated = NamedSharding(mesh, PartitionSpec())
+
+    def _sharding(self, ndim: int, split_axis: int | None) -> NamedSharding:
+        if split_axis is None:
+            return self._replicated
+        spec = [None] * ndim
+        spec[split_axis] = self._axis
+        return NamedSharding(self._mesh, PartitionSpec(*spec))
+
+    def _place(self, array, split_axis: int | None):
+        if isinstance(array, jax.Array) and jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
+            data = self._place(jax.random.key_data(array), split_axis)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(array))
+        sharding = self._sharding(np.ndim(array), split_axis)
+        if isinstance(array, jax.Array) and array.sharding == sharding:
+            return array  # placed already (the training set, once)
+        if isinstance(array, jax.Array) and sharding.is_fully_addressable:
+            return jax.device_put(array, sharding)  # device to device, this process's
+        host = np.asarray(array)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    def _jit(self, fn, jit: bool, donate: bool, out_sharding: NamedSharding):
+        if not jit:
+            return fn
+        return jax.jit(fn, donate_argnums=_donated(donate), out_shardings=out_sharding)
+
+
+class DataParallel(_Sharded):
     """Data parallel training over `count` devices of this process (with `jax.distributed`,
     over every process's devices too), on Keras' own `keras.distribution.DataParallel`: the
     model's and optimizer's variables replicated on every device (created in `scope()`),
@@ -140,50 +186,83 @@ class DataParallel:
     replicated. XLA puts the all-reduces into the programs (gradients; BatchNorm's batch
     statistics, which are the whole batch's, as on one device); ghost BatchNorm with splits
     a multiple of the devices keeps each sub-batch on one device and needs none.
-
-    Host arrays are placed with `jax.make_array_from_callback`, each device taking its part
-    of the copy every process holds: `jax.device_put` of host data checks across processes
-    that every copy is equal, which costs a data set's worth of communication.
     """
 
     def __init__(self, count: int):
         devices = jax.devices() if jax.process_count() > 1 else jax.local_devices()[:count]
         self.distribution = keras.distribution.DataParallel(devices=devices)
         self.count = len(devices)
-        self.writes = jax.process_index() == 0
         mesh = self.distribution.device_mesh
-        self._mesh, self._axis = mesh.backend_mesh, mesh.axis_names[0]
-        self._replicated = NamedSharding(self._mesh, PartitionSpec())
+        super().__init__(mesh.backend_mesh, mesh.axis_names[0])
+        self.writes = jax.process_index() == 0
 
     def scope(self):
         return self.distribution.scope()
 
-    def _sharding(self, ndim: int, batch_axis: int | None) -> NamedSharding:
-        if batch_axis is None:
-            return self._replicated
-        spec = [None] * ndim
-        spec[batch_axis] = self._axis
-        return NamedSharding(self._mesh, PartitionSpec(*spec))
-
     def put(self, array, batch_axis: int | None = None):
         """`array` on the devices: replicated, or split along `batch_axis`."""
-        if isinstance(array, jax.Array) and jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
-            data = self.put(jax.random.key_data(array), batch_axis)
-            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(array))
-        sharding = self._sharding(np.ndim(array), batch_axis)
-        if isinstance(array, jax.Array) and array.sharding == sharding:
-            return array  # placed already (the training set, once)
-        host = np.asarray(array)
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+        return self._place(array, batch_axis)
 
-    def compile(self, fn, jit: bool):
-        if not jit:
-            return fn
+    def compile(self, fn, jit: bool, donate: bool = False):
         # The state and the metrics replicated, as Keras' own trainer sets its programs'
-        # output shardings; donated on accelerators, as `compile_fn` does.
-        donate = (0,) if jax.default_backend() != "cpu" else ()
-        return jax.jit(fn, donate_argnums=donate, out_shardings=self._replicated)
+        # output shardings.
+        return self._jit(fn, jit, donate, self._replicated)
+
+
+class SeedParallel(_Sharded):
+    """Several seeds trained together (`tf_resnet9.training.seeds`) over `count` devices of
+    this process: their stacked states, per-seed inputs and metrics split along the seed
+    axis (seeds / count whole runs on each device), what they share (the training and test
+    sets) replicated. A seed's batch stays on its device: the programs need no
+    communication.
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        super().__init__(
+            jax.sharding.Mesh(np.array(jax.local_devices()[:count]), ("seeds",)), "seeds"
+        )
+
+    def scope(self):
+        # Each seed's model is built as a run alone builds it; its values reach the
+        # devices when the seeds' states are stacked (`put_stacked`).
+        return contextlib.nullcontext()
+
+    def put(self, array, batch_axis: int | None = None):
+        """`array`, shared by every seed, on every device (a batch is not split)."""
+        del batch_axis
+        return self._place(array, None)
+
+    def put_stacked(self, array):
+        """`array` stacked over the seeds (leading axis), each seed's slice on its device."""
+        return self._place(array, 0)
+
+    def map_seeds(self, fn, in_axes):
+        """`fn` mapped over the seeds (`vmap`), each device mapping it over its own seeds:
+        XLA's partitioner, given the mapped program alone, gathers every seed onto every
+        device around the convolutions (which vmap makes grouped ones); `shard_map`
+        leaves the program nothing to communicate."""
+
+        def spec(axis):
+            if isinstance(axis, tuple):
+                return tuple(spec(a) for a in axis)
+            return PartitionSpec() if axis is None else PartitionSpec(self._axis)
+
+        return jax.shard_map(
+            vmap(fn, in_axes),
+            mesh=self._mesh,
+            in_specs=spec(tuple(in_axes)),
+            out_specs=PartitionSpec(self._axis),
+        )
+
+    def compile(self, fn, jit: bool, donate: bool = False):
+        # Every output of a program mapped over the seeds has their axis first.
+        return self._jit(fn, jit, donate, self._sharding(1, 0))
 
 
 def data_parallel(count: int) -> DataParallel:
     return DataParallel(count)
+
+
+def seed_parallel(count: int) -> SeedParallel:
+    return SeedParallel(count)

@@ -1,6 +1,7 @@
 """Where a run's arrays live: on the backend's default device (`SingleDevice`, the default
-on both backends), or spread over several for data parallel training (JAX's
-`jax_backend.DataParallel`). The compiled steps and the inputs hand their arrays to a
+on both backends), or spread over several: for data parallel training (JAX's
+`jax_backend.DataParallel`), or for several seeds trained together, a share of the seeds on
+each (`jax_backend.SeedParallel`). The compiled steps and the inputs hand their arrays to a
 placement instead of knowing how many devices there are."""
 
 from __future__ import annotations
@@ -21,10 +22,23 @@ class SingleDevice:
         del batch_axis
         return array
 
-    def compile(self, fn, jit: bool):
+    def put_stacked(self, array):
+        """`array` stacked over seeds trained together (`tf_resnet9.training.seeds`): here,
+        where it is (`jax_backend.SeedParallel` splits their axis over devices)."""
+        return array
+
+    def map_seeds(self, fn, in_axes):
+        """`fn` mapped over the seeds' leading axis of the arguments `in_axes` names (0:
+        stacked, None: shared), as `backends.vmap`."""
         from tf_resnet9 import backends
 
-        return backends.compile_fn(fn, jit)
+        return backends.vmap(fn, in_axes)
+
+    def compile(self, fn, jit: bool, donate: bool = False):
+        """`fn` compiled (`backends.compile_fn`); `donate`: it consumes its first argument."""
+        from tf_resnet9 import backends
+
+        return backends.compile_fn(fn, jit, donate)
 
     def scope(self):
         """Where the model's and optimizer's variables are created."""

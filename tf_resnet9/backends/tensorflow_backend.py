@@ -31,7 +31,8 @@ def value_and_grad(fn):
     return loss_aux_and_grads
 
 
-def compile_fn(fn, jit: bool):
+def compile_fn(fn, jit: bool, donate: bool = False):
+    del donate  # the steps update TensorFlow's variables in place
     return tf.function(fn, jit_compile=jit)
 
 
@@ -93,6 +94,11 @@ def data_parallel(count: int):
     # Keras' distribution API is JAX's only (keras/src/backend/tensorflow/distribution_lib.py
     # implements none of it); tf.distribute's strategies do not fit these steps.
     raise NotImplementedError("data parallel training needs Keras' JAX backend.")
+
+
+def seed_parallel(count: int):
+    del count  # seeds train one after another here (`vmap`)
+    raise NotImplementedError("training seeds together needs Keras' JAX backend.")
 
 
 def gpu() -> tuple[str, tuple[int, int] | None, int] | None:

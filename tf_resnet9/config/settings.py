@@ -24,7 +24,8 @@ class RunSettings:
         steps_per_epoch: Training images // batch size.
         steps_per_call: Training steps per compiled call.
         eval_batch_size: Test images per evaluation call.
-        devices: Devices each batch is split over (data parallel), of all processes.
+        devices: Devices the run uses: each batch is split over them (data parallel, of
+            all processes), or with several seeds, their runs (`TrainConfig.seeds`).
     """
 
     backend: str
@@ -63,28 +64,38 @@ def default_steps_per_call(augment: str, device: Device, steps_per_epoch: int) -
     return steps_per_epoch if augment == "device" and device.kind == "gpu" else 1
 
 
+def _seed_devices(seeds: int, available: int) -> int:
+    """The most of `available` devices that `seeds` seeds split evenly over."""
+    return max(d for d in range(1, min(seeds, available) + 1) if seeds % d == 0)
+
+
 def check_seeds_fit(seeds: int, devices: int) -> None:
-    """Raises ConfigError for several seeds together under data parallel (not built: the
-    seeds' stacked state would need its own axis of the device mesh)."""
-    if seeds > 1 and devices > 1:
+    """Raises ConfigError where several seeds do not split evenly over the devices (each
+    device trains the same number of whole runs)."""
+    if seeds > 1 and seeds % devices:
         raise ConfigError(
             "seeds",
             seeds,
-            f"several seeds train together on one device: not with data parallel over "
-            f"{devices} devices (pass --devices 1).",
+            f"several seeds are split over the devices, the same number on each: {seeds} "
+            f"do not split over {devices} (pass a multiple of {devices}, or --devices "
+            f"{_seed_devices(seeds, devices)}).",
         )
 
 
 def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
-    """How many devices the run splits its batches over: of this host, and under
-    `jax.distributed` of every process.
+    """How many devices the run uses. One seed: the devices its batches are split over
+    (data parallel), of this host, and under `jax.distributed` of every process. Several
+    seeds (`seeds`): the devices of this host their runs are split over, whole runs on
+    each; unset, as many of a GPU host's as split them evenly.
 
     Raises:
-        ConfigError: more than the host has, a batch that does not split evenly, or data
-            parallel on TensorFlow.
+        ConfigError: more than the host has, a batch or seeds that do not split evenly,
+            several devices on TensorFlow, several seeds over several processes.
     """
     if config.devices is None:
         count = device.count if device.kind == "gpu" else 1
+        if config.seeds > 1:
+            count = _seed_devices(config.seeds, count)
     else:
         count = device.count if str(config.devices) == "all" else int(config.devices)
     if count > device.count:
@@ -92,6 +103,13 @@ def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
             "devices", config.devices, f"this host has {device.count} ({device.name})."
         )
     processes = backends.process_count()
+    if processes > 1 and config.seeds > 1:
+        raise ConfigError(
+            "seeds",
+            config.seeds,
+            f"several seeds train together on one host's devices, not over {processes} "
+            "processes of jax.distributed: start one run of seeds per host.",
+        )
     if processes > 1:  # jax.distributed: every device of every process, one batch split
         if count != device.count:
             raise ConfigError(
@@ -104,11 +122,12 @@ def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
         raise ConfigError(
             "devices",
             config.devices,
-            "data parallel training runs on Keras' JAX backend (KERAS_BACKEND=jax): Keras' "
-            "distribution API is not implemented for TensorFlow.",
+            "training over several devices runs on Keras' JAX backend (KERAS_BACKEND=jax): "
+            "Keras' distribution API is not implemented for TensorFlow.",
         )
-    check_seeds_fit(config.seeds, count)
-    if config.batch_size % count:
+    if config.seeds > 1:
+        check_seeds_fit(config.seeds, count)
+    elif config.batch_size % count:
         raise ConfigError(
             "devices",
             config.devices,
@@ -159,7 +178,9 @@ def resolve(
         jit=backends.default_jit(device.kind) if config.jit is None else config.jit,
         steps_per_epoch=steps_per_epoch,
         steps_per_call=min(steps_per_call, steps_per_epoch),
-        eval_batch_size=_eval_batch_size(config.batch_size, test_images, devices),
+        eval_batch_size=_eval_batch_size(
+            config.batch_size, test_images, devices if config.seeds == 1 else 1
+        ),
         devices=devices,
     )
 

@@ -214,8 +214,9 @@ class TrainConfig:
     devices: str | None = _setting(
         None,
         "Data parallel over this many of the host's devices (an integer), or all; each "
-        "step's batch of batch_size is split over them (JAX only). Unset: all on a GPU "
-        "host, 1 on a CPU.",
+        "step's batch of batch_size is split over them; with --seeds, the seeds are split "
+        "over them instead (JAX only). Unset: all on a GPU host (with --seeds, as many as "
+        "split them evenly), 1 on a CPU.",
         check=Check(
             lambda v: str(v) == "all" or (str(v).isdigit() and int(v) >= 1),
             "all, or an integer >= 1",

@@ -56,13 +56,23 @@ class Evaluation(NamedTuple):
 
 def evaluate(steps: CompiledSteps, state, eval_set: EvalSet) -> Evaluation:
     """Metrics of `state` on `eval_set`; waits for the device."""
+    (result,) = evaluate_lanes(steps, state, eval_set)
+    return result
+
+
+def evaluate_lanes(steps, state, eval_set: EvalSet) -> list[Evaluation]:
+    """Each lane's metrics on `eval_set` (`steps.lanes`: one run, or seeds trained together,
+    whose `evaluate` maps over their stacked `state`); waits for the device."""
     totals = None
     for i in range(eval_set.images.shape[0]):
         batch = steps.evaluate(state, eval_set.images[i], eval_set.labels[i], eval_set.weights[i])
         totals = batch if totals is None else [a + b for a, b in zip(totals, batch)]
+    return [_evaluation(lane_totals, eval_set.count) for lane_totals in steps.unstack(totals)]
+
+
+def _evaluation(totals, count: int) -> Evaluation:
     loss_sum, confusion, top5 = (ops.convert_to_numpy(x) for x in totals)
     confusion = np.rint(confusion).astype(np.int64)  # counts below 2**24: exact in float32
-    count = eval_set.count
     return Evaluation(
         float(loss_sum) / count, np.trace(confusion) / count, float(top5) / count, confusion
     )

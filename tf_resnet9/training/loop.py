@@ -12,7 +12,9 @@ and the optimizer's variables hold the epoch's weights; what a callback changes 
 trains outside `Model.fit`: callbacks get one batch event per compiled call,
 `on_train_batch_end(batch, logs)` with the index of the call's last step and logs
 {"steps": steps of the epoch dispatched so far}: on a GPU, where an epoch is one call,
-there is none within an epoch. The time callbacks take is excluded from the training time.
+there is none within an epoch; while an epoch trains, the variables' arrays belong to the
+compiled calls (JAX donates them), so a batch event must not read the weights. The time
+callbacks take is excluded from the training time.
 
 `fit_lanes` is the same loop over steps whose compiled calls train several runs at once
 (seeds, `tf_resnet9.training.seeds`): it unstacks their metrics and states per run ("lane")
@@ -79,9 +81,8 @@ def warm_up(
             seen.add(length)
             outputs.append(steps.run_discarding_updates(train, first, chunk))
     backends.wait(outputs)
-    first = steps.lanes[0]  # every lane evaluates with the first's compiled evaluation
     for eval_set in eval_sets:
-        evaluation.evaluate(first, first.initial_state(), eval_set)
+        evaluation.evaluate_lanes(steps, steps.initial_state(), eval_set)
     return time.perf_counter() - start
 
 
@@ -246,12 +247,18 @@ class _Epoch(NamedTuple):
         for name, lane_totals in zip(self.names, totals):
             with _named(name):
                 _check_training(lane_totals, number, self.train_input.steps)
-        states = steps.unstack(state)
+        per_set = {
+            name: evaluation.evaluate_lanes(steps, state, s) for name, s in self.eval_sets.items()
+        }
         evaluations = [
-            {name: evaluation.evaluate(lane, lane_state, s) for name, s in self.eval_sets.items()}
-            for lane, lane_state in zip(steps.lanes, states)
+            {name: lanes[k] for name, lanes in per_set.items()} for k in range(len(steps.lanes))
         ]
         times["eval"] += clock.lap(counts=False)
+        # The epoch's weights into the variables, before anything reads them (the records
+        # read the optimizer's learning rate): the training calls consumed the arrays the
+        # variables held.
+        for lane, lane_state in zip(steps.lanes, steps.unstack(state)):
+            lane.finish(lane_state)
         times_s = {"epoch_time_s": epoch_time, "training_time_s": clock.total}
         new = []  # every lane's figures checked before any callback sees one
         lanes = zip(self.names, totals, evaluations, self.lr_of_update)
@@ -263,9 +270,8 @@ class _Epoch(NamedTuple):
             new.append(record)
         # The first lane last: its progress rows are the ones shown (`experiment_seeds`),
         # and a row shown means that every lane's checkpoint of the epoch is on disk.
-        for k, lane in reversed(list(enumerate(steps.lanes))):
+        for k in reversed(range(len(steps.lanes))):
             records[k].append(new[k])
-            lane.finish(states[k])  # the callbacks see this epoch's weights in the variables
             confusion = evaluations[k]["test"].confusion
             end = EpochEnd(new[k], confusion, totals[k].grad_norms, times["eval"], times["hooks"])
             self.lists[k].on_epoch_end(number - 1, end.logs())

@@ -5,7 +5,9 @@ state (`backends.vmap`, JAX only).
 `SeedSteps` wraps each seed's `CompiledSteps` (its "lane") so that the epoch loop
 (`tf_resnet9.training.loop`) sees one object whose state and metrics carry a leading seed
 axis, and `SeedInput` stacks the seeds' training inputs the same way. The loop unstacks the
-metrics per lane and keeps each seed's records, evaluation and callbacks apart.
+metrics per lane and keeps each seed's records, evaluation and callbacks apart. On several
+devices the seed axis is split over them (`backends.seed_parallel`): each device trains
+whole runs, with no communication.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import keras
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.backends.placement import SingleDevice
 from tf_resnet9.data.inputs import Batches, DeviceInput
 from tf_resnet9.training.steps import CompiledSteps
 
@@ -68,40 +71,59 @@ class SeedSteps:
 
     The state is every lane's state stacked on a leading axis; `train_fn` maps the first
     lane's pure training function over it (the lanes differ only in their values: same
-    model, optimizer and settings). Evaluation runs each lane's state through the first
-    lane's compiled evaluation, one lane after another. `finish` leaves each lane's state in
-    its own model, so every seed's model, optimizer and checkpoint are a run's own.
+    model, optimizer and settings), and `evaluate` its evaluation, so that one call
+    evaluates every seed. `finish` leaves each lane's state in its own model, so every
+    seed's model, optimizer and checkpoint are a run's own.
 
     Args:
-        lanes: Each seed's steps, built as a run of that seed builds them.
+        lanes: Each seed's steps, built as a run of that seed builds them (on one device).
         jit: Compile with XLA (as the lanes were told).
         seeds: Each lane's seed, for its training input (`SeedInput.of_seeds`).
+        placement: Where the stacked arrays live: one device, or the seeds split over
+            several (`backends.seed_parallel`).
     """
 
-    def __init__(self, lanes: Sequence[CompiledSteps], jit: bool, seeds: Sequence[int] = ()):
-        first = lanes[0]
+    def __init__(
+        self, lanes: Sequence[CompiledSteps], jit: bool, seeds: Sequence[int] = (), placement=None
+    ):
         self.lanes, self.seeds = tuple(lanes), tuple(seeds)
-        self.placement = first.placement  # one device (several seeds refuse data parallel)
-        for lane in self.lanes[1:]:
-            # One compiled evaluation for all: it is pure in the state it is given.
-            lane.evaluate = first.evaluate
+        self.placement = placement or SingleDevice()
         self._jit = jit
         self._train_fns = {}
+        # The state mapped, the evaluation batch (images, labels, weights) shared.
+        mapped = self.placement.map_seeds(self.lanes[0].evaluation_program, (0, None, None, None))
+        self.evaluate = self.placement.compile(mapped, jit)
 
     def train_fn(self, batches: SeedBatches):
         """`fn(state, first_step, chunk) -> (state, CallMetrics)`, state, chunk and metrics
         with a leading seed axis (as `CompiledSteps.train_fn`, for a `SeedInput`)."""
         if batches not in self._train_fns:
             train = self.lanes[0].train_program(batches.inner)
-            mapped = backends.vmap(train, (0, None, batches.in_axes))
-            self._train_fns[batches] = self.placement.compile(mapped, self._jit)
+            mapped = self.placement.map_seeds(train, (0, None, batches.in_axes))
+            compiled = self.placement.compile(mapped, self._jit, donate=True)
+            where = self.placement
+            puts = [where.put if axis is None else where.put_stacked for axis in batches.in_axes]
+
+            def place(chunk):
+                return tuple(put(array) for put, array in zip(puts, chunk))
+
+            def placed(state, first_step, chunk):
+                return compiled(state, first_step, place(chunk))
+
+            # As `CompiledSteps.train_fn`'s: the optimised program, for tests and profiles.
+            placed.compiled, placed.place = compiled, place
+            placed.program = lambda state, first, chunk: backends.program_text(
+                compiled, state, first, place(chunk)
+            )
+            self._train_fns[batches] = placed
         return self._train_fns[batches]
 
     def unstack(self, tree) -> list:
         return [keras.tree.map_structure(lambda x, k=k: x[k], tree) for k in range(len(self.lanes))]
 
     def stack(self, trees: list):
-        return keras.tree.map_structure(lambda *values: ops.stack(values), *trees)
+        stacked = keras.tree.map_structure(lambda *values: ops.stack(values), *trees)
+        return keras.tree.map_structure(self.placement.put_stacked, stacked)
 
     def initial_state(self):
         return self.stack([lane.initial_state() for lane in self.lanes])

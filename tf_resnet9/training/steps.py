@@ -111,6 +111,7 @@ class CompiledSteps:
         self._loss_and_grads = backends.value_and_grad(self._loss)
         self._jit = jit
         self._train_fns = {}
+        # Evaluation reads the state the next training call consumes: not donated.
         self.evaluate = self.placement.compile(self._evaluate, jit)
 
     def train_fn(self, batches):
@@ -124,7 +125,8 @@ class CompiledSteps:
         where the data-parallel tests and benchmarks count the all-reduces."""
         if batches not in self._train_fns:
             train = self.train_program(batches)
-            compiled, put = self.placement.compile(train, self._jit), self.placement.put
+            compiled = self.placement.compile(train, self._jit, donate=True)
+            put = self.placement.put
 
             def place(chunk):
                 return tuple(put(array, axis) for array, axis in zip(chunk, batches.batch_axes))
@@ -150,6 +152,12 @@ class CompiledSteps:
             return self._steps(state, first_step, count, lambda i: batches(chunk, i))
 
         return train
+
+    @property
+    def evaluation_program(self):
+        """The pure function `evaluate` compiles, `(state, images, labels, weights) ->
+        EvalMetrics` of one batch: for `tf_resnet9.training.seeds`, which maps it too."""
+        return self._evaluate
 
     # The epoch loop trains "lanes": runs that share the compiled calls, their states and
     # metrics stacked on a leading axis (`tf_resnet9.training.seeds.SeedSteps`). These steps
