@@ -296,6 +296,18 @@ def test_sigterm_then_resume_gives_every_seed_an_uninterrupted_runs_numbers(
         ]  # bit for bit on a CPU: the same program on the same values
 
 
+def on_two_devices(*args) -> subprocess.CompletedProcess:
+    """Python with `args` in a process of two forced CPU host devices (XLA reads their
+    count when JAX starts)."""
+    env = os.environ | {
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, *map(str, args)]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
 @only_jax
 @pytest.mark.slow
 @pytest.mark.jax
@@ -305,19 +317,7 @@ def test_seeds_split_over_two_devices_are_the_runs_alone_with_no_communication()
     # vmapped program's, within its tolerance against runs alone (measured: 1.0e-6 and
     # 1.8e-6 of a tensor's largest weight after 8 steps), and the program has no
     # collective at all (XLA's partitioner, left to itself, gathered the seeds).
-    env = os.environ | {
-        "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-    }
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.seeds_parallel_probe"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = on_two_devices("-m", "tests.seeds_parallel_probe")
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout)
     assert probe["devices"] == 2
@@ -336,21 +336,8 @@ def test_seeds_split_over_two_devices_are_the_runs_alone_with_no_communication()
 @pytest.mark.jax
 def test_a_run_of_seeds_over_two_devices_gives_the_one_device_numbers(capsys, data_dir, tmp_path):
     args = ["--data_dir", data_dir, *TINY, "--seeds", "2", "--seed", "3"]
-    env = os.environ | {
-        "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-    }
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     split = tmp_path / "split"
-    result = subprocess.run(
-        [sys.executable, "-m", "tf_resnet9.train", *map(str, args), "--devices", "2"]
-        + ["--workdir", str(split)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = on_two_devices("-m", "tf_resnet9.train", *args, "--devices", 2, "--workdir", split)
     assert result.returncode == 0, result.stderr
     assert "the seeds split over 2 devices, 1 on each" in result.stdout
     train_command(capsys, data_dir, tmp_path / "one", "--seeds", "2", "--seed", "3")

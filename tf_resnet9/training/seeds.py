@@ -1,6 +1,6 @@
 """Several seeds trained together: K independent runs (their own initialisation, shuffles
 and augmentations) in one compiled program, by mapping the training steps over a stacked
-state (`backends.vmap`, JAX only).
+state (`backends.vmap`, JAX only; over several devices inside `jax.shard_map`).
 
 `SeedSteps` wraps each seed's `CompiledSteps` (its "lane") so that the epoch loop
 (`tf_resnet9.training.loop`) sees one object whose state and metrics carry a leading seed
@@ -18,10 +18,9 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from tf_resnet9 import backends
 from tf_resnet9.backends.placement import SingleDevice
 from tf_resnet9.data.inputs import Batches, DeviceInput
-from tf_resnet9.training.steps import CompiledSteps
+from tf_resnet9.training.steps import CompiledSteps, placed_call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,15 +106,7 @@ class SeedSteps:
             def place(chunk):
                 return tuple(put(array) for put, array in zip(puts, chunk))
 
-            def placed(state, first_step, chunk):
-                return compiled(state, first_step, place(chunk))
-
-            # As `CompiledSteps.train_fn`'s: the optimised program, for tests and profiles.
-            placed.compiled, placed.place = compiled, place
-            placed.program = lambda state, first, chunk: backends.program_text(
-                compiled, state, first, place(chunk)
-            )
-            self._train_fns[batches] = placed
+            self._train_fns[batches] = placed_call(compiled, place)
         return self._train_fns[batches]
 
     def unstack(self, tree) -> list:

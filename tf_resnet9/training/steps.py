@@ -131,16 +131,7 @@ class CompiledSteps:
             def place(chunk):
                 return tuple(put(array, axis) for array, axis in zip(chunk, batches.batch_axes))
 
-            def placed(state, first_step, chunk):
-                return compiled(state, first_step, place(chunk))
-
-            # What a profile or a test of the program needs: the compiled function itself,
-            # the placement of a chunk, and the optimised program's text.
-            placed.compiled, placed.place = compiled, place
-            placed.program = lambda state, first, chunk: backends.program_text(
-                compiled, state, first, place(chunk)
-            )
-            self._train_fns[batches] = placed
+            self._train_fns[batches] = placed_call(compiled, place)
         return self._train_fns[batches]
 
     def train_program(self, batches):
@@ -317,6 +308,22 @@ class CompiledSteps:
             ops.matmul(ops.transpose(truth), predicted),
             ops.sum(top5 * weights),
         )
+
+
+def placed_call(compiled, place):
+    """`compiled(state, first_step, chunk)` on chunks as a training input yields them, each
+    placed by `place` first; with what a profile or a test of the program needs: the
+    compiled function itself (`.compiled`), `.place`, and `.program(state, first_step,
+    chunk)`, the optimised program's text."""
+
+    def placed(state, first_step, chunk):
+        return compiled(state, first_step, place(chunk))
+
+    placed.compiled, placed.place = compiled, place
+    placed.program = lambda state, first, chunk: backends.program_text(
+        compiled, state, first, place(chunk)
+    )
+    return placed
 
 
 def cross_entropy(labels, logits, label_smoothing: float = 0.0):
