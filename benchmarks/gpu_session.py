@@ -86,7 +86,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.outputs.workdir import TEMPORARY_PREFIX, write_atomic
+from tf_resnet9.outputs.files import TEMPORARY_PREFIX, write_atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_FILES = 8  # what the lease brings back from OUT

@@ -25,7 +25,8 @@ from absl import app, flags
 from benchmarks.runs import define_run_flags
 from tf_resnet9.config.flags import config_from_flags
 from tf_resnet9.experiment import train_and_evaluate
-from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
+from tf_resnet9.outputs.files import write_json_atomic
+from tf_resnet9.outputs.run_folder import timestamp
 
 CONFIG_FLAGS = define_run_flags("logging_overhead", ("precision", "augment", "steps_per_call"))
 flags.DEFINE_integer("repeats", 3, "Runs of each way.", lower_bound=1)

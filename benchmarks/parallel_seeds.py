@@ -18,7 +18,8 @@ import sys
 import time
 
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
+from tf_resnet9.outputs.files import write_json_atomic
+from tf_resnet9.outputs.run_folder import timestamp
 
 
 def _timed(config: TrainConfig, data_dir) -> tuple[float, object]:
@@ -48,9 +49,20 @@ def compare(config: TrainConfig, seeds: int, data_dir, out: str | None) -> dict:
     """Trains seeds config.seed ... config.seed + seeds - 1 together, then one after
     another; prints both ways' seeds per hour and writes the JSON report (`out`, default
     benchmarks/results/dawnbench-parallel-seeds-<time>.json)."""
-    wall, together = _timed(dataclasses.replace(config, seeds=seeds), data_dir)
+    from tf_resnet9 import backends
+
+    # In one program on JAX; TensorFlow cannot map it: there `--seeds K`, one after another.
+    in_one = True if backends.NAME == "jax" else None
+    run = dataclasses.replace(config, seeds=seeds, seeds_together=in_one)
+    wall, together = _timed(run, data_dir)
     first = together.runs[0]
-    ways = {"together": _way(together.runs, wall, first.training_time_s, first.compile_time_s)}
+    if first.settings.seeds_together:  # one program: its times are every seed's
+        ways = {"together": _way(together.runs, wall, first.training_time_s, first.compile_time_s)}
+    else:
+        times = [
+            sum(getattr(r, t) for r in together.runs) for t in ("training_time_s", "compile_time_s")
+        ]
+        ways = {"together": _way(together.runs, wall, *times)}
     alone, walls = [], []
     for k in range(seeds):
         wall, results = _timed(dataclasses.replace(config, seed=config.seed + k), data_dir)
@@ -73,6 +85,7 @@ def compare(config: TrainConfig, seeds: int, data_dir, out: str | None) -> dict:
         "config": dataclasses.asdict(config)
         | {"seed": f"{config.seed} to {config.seed + seeds - 1}"},
         "parallel_seeds": seeds,
+        "together_in_one_program": first.settings.seeds_together,
         "ways": ways,
         "together_speedup": speedup,
     }

@@ -4,7 +4,7 @@ r"""Where the time of one compiled training epoch goes, by kind of op, against t
     python -m benchmarks.profile_epoch --out profile.txt --width 0.0625 --batch_size 32 \
         --images 256 --json figures.json                             # a CPU check, seconds
 
-Keras on JAX only (the GPU path). The epoch is the package's own (`tf_resnet9.builders`,
+Keras on JAX only (the GPU path). The epoch is the package's own (`tf_resnet9.build`,
 `tf_resnet9.training.loop.run_epoch`, as benchmarks/throughput.py builds it) on synthetic
 images: compiled by an untimed epoch, timed untraced, then run once more under
 `jax.profiler.trace`. JAX's own reader of the trace (`jax.profiler.ProfileData`) gives
@@ -36,7 +36,7 @@ from absl import app, flags
 
 from benchmarks.report import RESNET9_TRAIN_FLOPS_PER_IMAGE, bf16_peak
 from tf_resnet9.config.flags import config_from_flags, define_config_flags
-from tf_resnet9.outputs.workdir import write_atomic, write_json_atomic
+from tf_resnet9.outputs.files import write_atomic, write_json_atomic
 
 CONFIG_FLAGS = ("recipe", "model", "width", "batch_size", "precision", "steps_per_call", "seed")
 FLAGS = flags.FLAGS
@@ -292,14 +292,14 @@ def read_trace(path: str, module: str, known: set[str]) -> tuple[dict[str, float
     return dict(times), "; ".join(where), count
 
 
-def compiled_program(train, state, first, chunk) -> Program:
+def compiled_program(train, state, position, chunk) -> Program:
     """The optimised HLO and the cost analysis of `train` on these arguments (JAX's cache
     hands back the executable the epoch ran: nothing is compiled again). Without a
     `jax.jit` function to ask, an empty program: kinds then come from the ops' names."""
     jitted = train.compiled  # `CompiledSteps.train_fn`'s; it takes placed chunks
     if not hasattr(jitted, "lower"):  # not a jax.jit function (--nojit)
         return Program("", {}, None, None)
-    compiled = jitted.lower(state, first, train.place(chunk)).compile()
+    compiled = jitted.lower(state, *train.place(position, chunk)).compile()
     text = compiled.as_text()
     module = re.search(r"HloModule\s+([\w.\-]+)", text)
     costs = compiled.cost_analysis()
@@ -391,11 +391,11 @@ def run_profile(config, images: int, top: int) -> tuple[dict, str]:
     returns (figures, table)."""
     import jax
     import keras
-    from keras import ops
 
-    from tf_resnet9 import builders
+    from tf_resnet9.build import build_training
     from tf_resnet9.config.settings import resolve
-    from tf_resnet9.training.loop import run_epoch
+    from tf_resnet9.data.splits import Splits
+    from tf_resnet9.training.loop import first_call, run_epoch
 
     if keras.backend.backend() != "jax":
         raise SystemExit(
@@ -404,21 +404,19 @@ def run_profile(config, images: int, top: int) -> tuple[dict, str]:
     rng = np.random.default_rng(config.seed)
     x = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, images)
-    run = resolve(config, images, images)
-    lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run, lr, x)
-    train_input = builders.train_input(config, run, x, y)
+    settings = resolve(config, images, images)
+    training = build_training(config, settings, Splits.of_arrays((x, y)), [config.seed])
+    train_input, _ = training.inputs()
 
     start = time.perf_counter()
-    state, _ = run_epoch(steps, steps.initial_state(), train_input, 1)  # compiles
+    state, _ = run_epoch(training, training.steps.initial_state(), train_input, 1)  # compiles
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    state, _ = run_epoch(steps, state, train_input, 2)  # reads the totals: synchronised
+    state, _ = run_epoch(training, state, train_input, 2)  # reads the totals: synchronised
     epoch_s = time.perf_counter() - start
 
-    chunk = next(iter(train_input.epoch(3)))
-    train = steps.train_fn(train_input.batches)
-    program = compiled_program(train, state, ops.convert_to_tensor(0, "int32"), chunk)
+    train = training.steps.train_fn(train_input.batches)
+    program = compiled_program(train, state, *first_call(training, train_input))
     options = jax.profiler.ProfileOptions()
     options.python_tracer_level = 0  # Python's own calls would swamp the trace
     traced_s = None
@@ -426,7 +424,7 @@ def run_profile(config, images: int, top: int) -> tuple[dict, str]:
         try:  # a profiler that cannot start (no CUPTI) leaves the fallback's table
             start = time.perf_counter()
             with jax.profiler.trace(logdir, profiler_options=options):
-                run_epoch(steps, state, train_input, 3)
+                run_epoch(training, state, train_input, 3)
             traced_s = time.perf_counter() - start
             found = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
             if not found:
@@ -440,16 +438,16 @@ def run_profile(config, images: int, top: int) -> tuple[dict, str]:
             why = str(e) if isinstance(e, TraceUnreadable) else f"{type(e).__name__}: {e}"
             source = f"XLA cost_analysis() with the measured epoch time (trace unreadable: {why})"
 
-    calls = -(-run.steps_per_epoch // run.steps_per_call)
-    trained = run.steps_per_epoch * config.batch_size
-    floor, counted = floor_seconds(config, trained, run.device.name, program, calls)
+    calls = -(-settings.steps_per_epoch // settings.steps_per_call)
+    trained = settings.steps_per_epoch * config.batch_size
+    floor, counted = floor_seconds(config, trained, settings.device.name, program, calls)
     figures = {
         "title": (
             f"{config.model} by {config.recipe}, width {config.width}, batch "
-            f"{config.batch_size}, {run.steps_per_epoch} steps ({trained:,} images) in "
-            f"{calls} calls, {run.precision}, on {run.device.name}"
+            f"{config.batch_size}, {settings.steps_per_epoch} steps ({trained:,} images) in "
+            f"{calls} calls, {settings.precision}, on {settings.device.name}"
         ),
-        "device": run.device.name,
+        "device": settings.device.name,
         "jax": jax.__version__,
         "source": source,
         "trace_read": times is not None,

@@ -7,7 +7,8 @@ import datetime
 import statistics
 import sys
 
-from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
+from tf_resnet9.outputs.files import write_json_atomic
+from tf_resnet9.outputs.run_folder import timestamp
 
 TARGET_ACCURACY = 0.94
 

@@ -55,40 +55,37 @@ def peak_memory() -> int | None:
 
 def measure(count: int, images, labels) -> tuple[dict, list[np.ndarray]]:
     """The figures of `count` devices, and the weights after the first epoch."""
-    import keras
-    from keras import ops
-
-    from tf_resnet9 import backends, builders
+    from tf_resnet9 import backends
+    from tf_resnet9.build import build_training
     from tf_resnet9.config.settings import resolve
+    from tf_resnet9.data.splits import Splits
     from tf_resnet9.training import loop
 
     config = config_from_flags(CONFIG_FLAGS, devices=str(count), tensorboard=False)
-    run = resolve(config, len(labels), len(labels))
-    keras.utils.set_random_seed(config.seed)
-    lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run, lr, images)
-    train_input = builders.train_input(config, run, images, labels, steps.placement)
+    settings = resolve(config, len(labels), len(labels))
+    training = build_training(config, settings, Splits.of_arrays((images, labels)), [config.seed])
+    steps = training.steps
+    train_input, _ = training.inputs()
     start = time.perf_counter()
-    state, _ = loop.run_epoch(steps, steps.initial_state(), train_input)  # compiles
+    state, _ = loop.run_epoch(training, steps.initial_state(), train_input)  # compiles
     compile_s = time.perf_counter() - start
-    steps.finish(state)
-    weights = [np.asarray(v) for v in steps.model.variables]
+    weights = [value for name, value in steps.arrays(state).items() if name.startswith("model/")]
     epochs_s = []
     for number in (2, 3):
         start = time.perf_counter()
-        state, _ = loop.run_epoch(steps, state, train_input, number)  # waits for its totals
+        state, _ = loop.run_epoch(training, state, train_input, number)  # waits for its totals
         epochs_s.append(time.perf_counter() - start)
-    chunk = next(iter(train_input.epoch(1)))
-    first = ops.convert_to_tensor(0, "int32")
-    program = steps.train_fn(train_input.batches).program(steps.initial_state(), first, chunk)
-    trained = run.steps_per_epoch * config.batch_size
+    program = steps.train_fn(train_input.batches).program(
+        state, *loop.first_call(training, train_input)
+    )
+    trained = settings.steps_per_epoch * config.batch_size
     figures = {
         "devices": count,
         "compile_and_first_epoch_s": compile_s,
         "epoch_s": epochs_s[-1],
         "images_per_s": trained / epochs_s[-1],
         "all_reduces_per_call": all_reduces(program),
-        "steps_per_call": run.steps_per_call,
+        "steps_per_call": settings.steps_per_call,
         "peak_memory_per_device_bytes": peak_memory(),
         "backend_devices": backends.local_device_count(),
     }
@@ -106,8 +103,9 @@ def main(argv):
             ]
         ).strip()
     from tf_resnet9.backends.device import current_device
+    from tf_resnet9.outputs.files import write_json_atomic
     from tf_resnet9.outputs.results import library_versions
-    from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
+    from tf_resnet9.outputs.run_folder import timestamp
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (FLAGS.images, 32, 32, 3), dtype=np.uint8)

@@ -23,11 +23,14 @@ import time
 import numpy as np
 from absl import app, flags
 
-from tf_resnet9 import backends, builders
+from tf_resnet9 import backends
+from tf_resnet9.build import build_training
 from tf_resnet9.config.flags import config_from_flags, define_config_flags
 from tf_resnet9.config.settings import resolve
+from tf_resnet9.data.splits import Splits
+from tf_resnet9.outputs.files import write_json_atomic
 from tf_resnet9.outputs.results import library_versions
-from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
+from tf_resnet9.outputs.run_folder import timestamp
 from tf_resnet9.training.loop import run_epoch
 
 CONFIG_FLAGS = define_config_flags(
@@ -50,22 +53,21 @@ def ways() -> dict[str, dict]:
     return named | {"the defaults, no grad norms": {"tensorboard": False}}
 
 
-def epoch_seconds(steps, train_input, state) -> tuple[float, object]:
+def epoch_seconds(training, train_input, state) -> tuple[float, object]:
     """Seconds of one epoch (it reads the totals, so the device has finished) and the state."""
     start = time.perf_counter()
-    state, _ = run_epoch(steps, state, train_input)
+    state, _ = run_epoch(training, state, train_input)
     return time.perf_counter() - start, state
 
 
-def prepare(settings: dict, images, labels):
-    """(steps, input, state after an untimed epoch) of one way."""
-    config = config_from_flags(CONFIG_FLAGS, **settings)
-    run = resolve(config, len(images), len(images))
-    lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run, lr)
-    train_input = builders.train_input(config, run, images, labels)
-    _, state = epoch_seconds(steps, train_input, steps.initial_state())
-    return steps, train_input, state, run
+def prepare(way: dict, images, labels):
+    """(training, input, state after an untimed epoch, settings) of one way."""
+    config = config_from_flags(CONFIG_FLAGS, **way)
+    settings = resolve(config, len(images), len(images))
+    training = build_training(config, settings, Splits.of_arrays((images, labels)), [config.seed])
+    train_input, _ = training.inputs()
+    _, state = epoch_seconds(training, train_input, training.steps.initial_state())
+    return training, train_input, state, settings
 
 
 def main(argv):
@@ -73,15 +75,15 @@ def main(argv):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (FLAGS.images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, FLAGS.images)
-    prepared = {name: prepare(settings, images, labels) for name, settings in ways().items()}
+    prepared = {name: prepare(way, images, labels) for name, way in ways().items()}
     seconds = {name: [] for name in prepared}
     for _ in range(FLAGS.repeats):
-        for name, (steps, train_input, state, _) in prepared.items():
-            taken, state = epoch_seconds(steps, train_input, state)
-            prepared[name] = (steps, train_input, state, prepared[name][3])
+        for name, (training, train_input, state, _) in prepared.items():
+            taken, state = epoch_seconds(training, train_input, state)
+            prepared[name] = (training, train_input, state, prepared[name][3])
             seconds[name].append(taken)
-    run = next(iter(prepared.values()))[3]
-    trained = run.steps_per_epoch * config_from_flags(CONFIG_FLAGS).batch_size
+    settings = next(iter(prepared.values()))[3]
+    trained = settings.steps_per_epoch * config_from_flags(CONFIG_FLAGS).batch_size
     rates = {name: trained / statistics.median(s) for name, s in seconds.items()}
     for name, rate in rates.items():
         print(f"{name:40} {rate:10.1f} images/s")
@@ -89,10 +91,10 @@ def main(argv):
         "benchmark": "throughput",
         "command": " ".join(["python -m benchmarks.throughput", *sys.argv[1:]]),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": {"kind": run.device.kind, "name": run.device.name},
+        "device": {"kind": settings.device.kind, "name": settings.device.name},
         "versions": library_versions(),
         "config": {name: FLAGS[name].value for name in CONFIG_FLAGS}
-        | {"precision": run.precision, "steps_per_call": run.steps_per_call},
+        | {"precision": settings.precision, "steps_per_call": settings.steps_per_call},
         "images_per_epoch": trained,
         "images_per_s": rates,
         "seconds_each_epoch": seconds,

@@ -13,15 +13,14 @@ import json
 import re
 import sys
 
-import keras
 import numpy as np
 from keras import ops
 
-from tf_resnet9 import builders
+from tf_resnet9.build import build_training
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import resolve
-from tf_resnet9.training import evaluation
-from tf_resnet9.training.evaluation import EvalSet
+from tf_resnet9.data.splits import Splits
+from tf_resnet9.training import evaluation, loop
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (96, 32, 32, 3), np.uint8)  # 3 steps of 32
@@ -34,37 +33,36 @@ def all_reduces(program: str) -> int:
     return len(re.findall(r"= [^=]*\ball-reduce(?:-start)?\(", program))
 
 
+def weights(arrays: dict) -> list:
+    """The model's weights and BatchNorm statistics of a state's arrays."""
+    return [value.tolist() for name, value in arrays.items() if name.startswith("model/")]
+
+
 def trained(devices: int, **settings) -> dict:
     """The weights after the first step and after an epoch of 3 (one call each), the
     all-reduces of the training program, and the evaluation's confusion matrix."""
     config = TrainConfig(
         width=0.0625, batch_size=32, devices=str(devices), tensorboard=False, **settings
     )
-    run = resolve(config, len(LABELS), len(TEST[1]))
-    keras.utils.set_random_seed(0)
-    lr = builders.learning_rate(config, run.steps_per_epoch)
-    steps = builders.build_steps(config, run, lr, IMAGES)
-    train_input = builders.train_input(config, run, IMAGES, LABELS, steps.placement)
+    settings = resolve(config, len(LABELS), len(TEST[1]))
+    training = build_training(config, settings, Splits.of_arrays((IMAGES, LABELS), TEST), [0])
+    steps, rate = training.steps, training.learning_rates[0]
+    train_input, eval_sets = training.inputs()
     train = steps.train_fn(train_input.batches)
-    chunks = list(train_input.epoch(1))
-    first = ops.convert_to_tensor(0, "int32")
-    program = train.program(steps.initial_state(), first, chunks[0])
+    program = train.program(steps.initial_state(), *loop.first_call(training, train_input))
     state, after_first = steps.initial_state(), None
-    for index, chunk in enumerate(chunks):
-        state, _ = train(state, ops.convert_to_tensor(index, "int32"), chunk)
+    for index, chunk in enumerate(train_input.epoch(1)):
+        position = (ops.convert_to_tensor(index, "int32"), rate.lr_at([index]))
+        state, _ = train(state, position, chunk)
         if index == 0:
-            steps.finish(state)
-            after_first = [np.asarray(v).tolist() for v in steps.model.variables]
-            state = steps.initial_state()
-    steps.finish(state)
-    eval_set = EvalSet.build(*TEST, run.eval_batch_size, steps.placement)
-    confusion = evaluation.evaluate(steps, steps.initial_state(), eval_set).confusion
+            after_first = weights(steps.arrays(state))
+    confusion = evaluation.evaluate(steps, state, eval_sets["test"]).confusion
     return {
         "first": after_first,
-        "epoch": [np.asarray(v).tolist() for v in steps.model.variables],
+        "epoch": weights(steps.arrays(state)),
         "all_reduces": all_reduces(program),
         "confusion": confusion.tolist(),
-        "eval_batch_size": run.eval_batch_size,
+        "eval_batch_size": settings.eval_batch_size,
     }
 
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import re
 import sys
+from typing import NamedTuple
 
 import numpy as np
-from keras import ops
 
-from tests.test_seeds import IMAGES, LABELS, SEEDS, alone_and_together, lane
+from tests.test_seeds import IMAGES, LABELS, SEEDS, alone_and_together, lane, learning_rate
 from tf_resnet9 import backends
 from tf_resnet9.data.inputs import DeviceInput
-from tf_resnet9.training.seeds import SeedInput, SeedSteps
+from tf_resnet9.training.lanes import SeedInput, SeedSteps
+from tf_resnet9.training.loop import first_call
 
 COLLECTIVE = re.compile(r"= [^=]*\b(all-reduce|all-gather|all-to-all|collective-permute)\b")
 
@@ -31,16 +32,21 @@ def relative_difference(got: list, expected: list) -> float:
     return max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(got, expected))
 
 
+class Stand(NamedTuple):
+    """The steps and learning rates `first_call` reads."""
+
+    steps: SeedSteps
+    learning_rates: tuple
+
+
 def placement_and_program(placement) -> dict:
     """Where each array of the seeds' stacked state lives, and the training program's
     collectives."""
-    steps = SeedSteps([lane(seed) for seed in SEEDS], True, SEEDS, placement)
+    steps = SeedSteps([lane(seed) for seed in SEEDS], True, placement)
     state = steps.initial_state()
     train_input = SeedInput.of_seeds(DeviceInput(IMAGES, LABELS, 16, 1, seed=SEEDS[0]), SEEDS)
-    chunk = next(train_input.epoch(1))
-    program = steps.train_fn(train_input.batches).program(
-        state, ops.convert_to_tensor(0, "int32"), chunk
-    )
+    training = Stand(steps, (learning_rate(), learning_rate()))
+    program = steps.train_fn(train_input.batches).program(state, *first_call(training, train_input))
     leaves = [leaf for group in state for leaf in group]
     return {
         # Per array: (device, the seeds its shard holds) of each shard.

@@ -1,4 +1,4 @@
-"""Stand-ins for a sweep's work (`tf_resnet9.sweeps.jobs.train_seeds`), for the queue tests:
+"""Stand-ins for a sweep's work (`tf_resnet9.sweeps.jobs.train_job`), for the queue tests:
 light to import, since a `GpuQueue`'s worker processes import them afresh (spawn)."""
 
 import os
@@ -12,7 +12,7 @@ SECONDS_PER_JOB = 1.0  # long enough that every worker of the pool takes a job
 def report_pinning(job) -> list[tuple[str, int]]:
     """(CUDA_VISIBLE_DEVICES, process id) for each of the job's seeds."""
     time.sleep(SECONDS_PER_JOB)
-    return [(os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid())] * len(job.configs)
+    return [(os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid())] * len(job.seeds)
 
 
 def fail(job):

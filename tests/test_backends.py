@@ -79,7 +79,8 @@ def test_training_consumes_its_state_and_evaluation_leaves_it():
     assert not any(leaf.is_deleted() for leaf in leaves)
     train_input = DeviceInput(images, labels, 16, 1, seed=0)
     (chunk,) = train_input.epoch(1)
-    after, _ = steps.train_fn(train_input.batches)(state, ops.convert_to_tensor(0, "int32"), chunk)
+    position = (ops.convert_to_tensor(0, "int32"), np.full(1, 0.1, np.float32))  # its lr
+    after, _ = steps.train_fn(train_input.batches)(state, position, chunk)
     # The weights and the optimizer's variables, updated in place: the inputs are gone.
     assert all(leaf.is_deleted() for leaf in keras.tree.flatten(state[0]))
     assert not any(leaf.is_deleted() for leaf in keras.tree.flatten(after))

@@ -1,9 +1,11 @@
-"""The epoch loop's contract with callbacks: what one changes in the variables between
-epochs (the plateau schedule's learning rate) is what the next epoch trains with, on every
-backend (on JAX the variables' values are threaded through the compiled steps); the
-DAWNBench clock; and a run stopped before any callback sees a non-finite figure."""
+"""The epoch loop's contract: the learning rate the run's `LearningRate` sets after an epoch
+(the plateau rule's cut) is what the next epoch trains with, on every backend (the rate is
+an input of the compiled steps); the callbacks read the epoch's state, not the Keras
+variables; the DAWNBench clock; and a run stopped before any callback sees a non-finite
+figure."""
 
 import time
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -15,63 +17,108 @@ from tf_resnet9.models.resnet9 import resnet9
 from tf_resnet9.training import evaluation, loop
 from tf_resnet9.training.evaluation import EvalSet, Evaluation
 from tf_resnet9.training.optimizers import NesterovSGD
+from tf_resnet9.training.records import EpochEnd, Progress
+from tf_resnet9.training.schedules import LearningRate
 from tf_resnet9.training.steps import CompiledSteps
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (64, 32, 32, 3), np.uint8)
 LABELS = RNG.integers(0, 10, 64)
 # XLA where it is the quicker here (JAX: 27 s against 47 s without; TensorFlow: 5 s
-# without). On JAX the learning rate is in the state threaded through the steps.
-JIT = keras.backend.backend() == "jax"
+# without).
+JAX = JIT = keras.backend.backend() == "jax"
 
 
-def tiny_steps(lr: float = 0.05) -> CompiledSteps:
+def tiny_steps() -> CompiledSteps:
     keras.utils.set_random_seed(0)
     # No momentum and no decay: with lr 0 an update leaves the weights exactly as they are.
-    optimizer = NesterovSGD(lr, momentum=0.0, weight_decay=0.0)
+    optimizer = NesterovSGD(0.0, momentum=0.0, weight_decay=0.0)
     return CompiledSteps(resnet9(width=0.0625), optimizer, jit=JIT, grad_norms=False)
 
 
-def inputs(count: int = 64):
-    return lambda: (
-        DeviceInput(IMAGES[:count], LABELS[:count], 16, 1, seed=0),
-        {"test": EvalSet.build(IMAGES[:16], LABELS[:16], 16)},
-    )
+class Tiny(NamedTuple):
+    """What `loop.fit` trains: 64 (or `count`) images in steps of 16, one epoch per 4."""
+
+    steps: CompiledSteps
+    learning_rates: tuple
+    epochs: int
+    count: int = 64
+
+    def inputs(self):
+        train = DeviceInput(IMAGES[: self.count], LABELS[: self.count], 16, 1, seed=0)
+        return train, {"test": EvalSet.build(IMAGES[:16], LABELS[:16], 16)}
 
 
-def fit(steps, epochs=2, callbacks=(), count=64):
-    # Read when asked: the array of an earlier epoch was donated to the training calls.
-    current = lambda step: float(keras.ops.convert_to_numpy(steps.optimizer.learning_rate))  # noqa: E731
-    return loop.fit(
-        steps,
-        inputs(count),
-        epochs=epochs,
-        lr_of_update=current,
-        callbacks=callbacks,
-    )
-
-
-class StopLearningAfterFirstEpoch(keras.callbacks.Callback):
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = steps
-        self.after_first = None
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    """A rule of the plateau's kind (Keras' protocol: `model.optimizer.learning_rate`) that
+    cuts the rate to 0 after epoch 1."""
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == 0:
-            self.after_first = [v.numpy() for v in self.steps.model.trainable_variables]
-            self.steps.optimizer.learning_rate = 0.0
+            self.model.optimizer.learning_rate = 0.0
 
 
-def test_a_learning_rate_set_by_a_callback_is_the_one_the_next_epoch_uses():
+class Weights(keras.callbacks.Callback):
+    """Keeps the trainable weights of each epoch's state, as a checkpoint reads them."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        arrays = EpochEnd.of_logs(logs).arrays()
+        self.epochs.append({name: arrays[name] for name in trainable(self.model)})
+
+
+def trainable(model) -> dict:
+    """The model's trainable weights' values by their names in the state."""
+    return {f"model/{v.path}": keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
+
+
+def fit(steps, epochs=2, callbacks=(), count=64, rule=None):
+    rate = LearningRate(0.05, updates=epochs * count // 16, plateau=rule)
+    training = Tiny(steps, (rate,), epochs, count)
+    (fitted,) = loop.fit(training, steps.initial_state(), [Progress((), 0.0, 0.0)], [callbacks])
+    return fitted
+
+
+def test_a_learning_rate_the_rule_sets_after_an_epoch_is_the_one_the_next_epoch_uses():
     steps = tiny_steps()
-    callback = StopLearningAfterFirstEpoch(steps)
-    fitted = fit(steps, callbacks=[callback])
+    weights = Weights()
+    fitted = fit(steps, callbacks=[weights], rule=StopAfterFirstEpoch())
     assert [record.lr for record in fitted.records] == [np.float32(0.05), 0.0]
-    final = [v.numpy() for v in steps.model.trainable_variables]
-    moved = any(not np.array_equal(a, b) for a, b in zip(callback.after_first, final))
-    assert not moved  # epoch 2 trained at lr 0: not one weight moved
+    first, second = weights.epochs
+    # epoch 2 trained at lr 0: not one weight moved, in the state and in the saved model
+    assert all(np.array_equal(first[name], value) for name, value in second.items())
+    final = trainable(steps.model)
+    assert all(np.array_equal(final[name], value) for name, value in second.items())
     assert fitted.records[1].train_loss > 0  # and it did run its steps
+
+
+def test_the_callbacks_read_the_state_the_model_holds_the_last_one():
+    # The epochs pass their state along: on JAX the Keras variables keep the initial
+    # weights until training ends (no round trip per epoch), when they take the last state;
+    # on TensorFlow the variables are the state, updated in place.
+    steps = tiny_steps()
+    initial = trainable(steps.model)
+    unchanged, asked = [], []
+
+    class ModelReader(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            now = trainable(self.model)
+            unchanged.append(all(np.array_equal(now[k], v) for k, v in initial.items()))
+            if epoch == 1:  # asked for, the model holds the epoch's state
+                end = EpochEnd.of_logs(logs)
+                state, model = end.arrays(), trainable(end.model())
+                asked.append(all(np.array_equal(model[k], state[k]) for k in model))
+
+    weights = Weights()
+    fit(steps, callbacks=[weights, ModelReader()])
+    assert unchanged == [JAX, JAX] and asked == [True]
+    moved = [np.max(np.abs(weights.epochs[1][k] - initial[k])) for k in initial]
+    assert max(moved) > 1e-4  # the state trained
+    final = trainable(steps.model)
+    assert all(np.array_equal(final[k], v) for k, v in weights.epochs[1].items())
 
 
 def test_the_training_clock_stops_for_evaluation_and_callbacks(monkeypatch):

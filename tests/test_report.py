@@ -32,7 +32,7 @@ def fake_epoch_end(epoch: int, classes: int = 10, steps: int = 4) -> EpochEnd:
         training_time_s=float(epoch),
     )
     norms = rng.uniform(0.1, 2.0, size=(steps, len(GROUPS))).astype(np.float32)
-    return EpochEnd(record, confusion, norms, 0.1 * epoch, 0.0)
+    return EpochEnd(record, confusion, norms, 0.1 * epoch, 0.0, dict, lambda: None)
 
 
 def fake_epoch_logs(epoch: int, classes: int = 10, steps: int = 4) -> dict:

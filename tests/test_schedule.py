@@ -5,15 +5,19 @@ import keras
 import numpy as np
 import pytest
 
-from tf_resnet9 import builders
+from tf_resnet9 import build
 from tf_resnet9.config import TrainConfig
-from tf_resnet9.training.schedules import PiecewiseLinear, ReduceLROnPlateau, cosine, multi_step
+from tf_resnet9.training.records import EpochRecord
+from tf_resnet9.training.schedules import LearningRate, PiecewiseLinear, cosine, multi_step
 
 RECIPE = PiecewiseLinear([0, 5, 24], [0.0, 0.4, 0.0], steps_per_epoch=97)
 
 
 def lr_at(schedule, k):
-    """Learning rate of update k (1-based); Keras passes the updates done so far, k - 1."""
+    """Learning rate of update k (1-based); Keras passes the updates done so far, k - 1 (a
+    run's `LearningRate` takes that count too)."""
+    if isinstance(schedule, LearningRate):
+        return float(schedule.lr_at(k - 1))
     return float(schedule(k - 1))
 
 
@@ -96,31 +100,24 @@ def test_decay_arguments_are_named(build, message):
         build()
 
 
-class FakeOptimizer:
-    """Holds a learning rate as Keras' optimizers do: a float32 value."""
-
-    def __init__(self, lr):
-        self.learning_rate = np.float32(lr)
+def epoch_record(epoch: int, train_loss: float) -> EpochRecord:
+    figures = dict(lr=0.0, train_acc=0.5, test_loss=1.0, test_acc=0.5, test_top5_acc=0.9)
+    times = dict(epoch_time_s=1.0, training_time_s=1.0)
+    return EpochRecord(epoch, train_loss=train_loss, **figures, **times)
 
 
 def plateau_lrs(losses, patience=2, factor=0.1, min_lr=1e-6, lr=1e-3, earlier=()):
-    """The lr after each epoch of `losses` (the monitored train_loss)."""
-    optimizer = FakeOptimizer(lr)
-    callback = ReduceLROnPlateau(
-        optimizer,
-        lr,
-        earlier,
-        monitor="train_loss",
-        factor=factor,
-        patience=patience,
-        min_lr=min_lr,
+    """The lr after each epoch of `losses` (the monitored train_loss), following the epochs
+    of `earlier` (replayed, as a resumed run does)."""
+    rule = keras.callbacks.ReduceLROnPlateau(
+        mode="min", monitor="train_loss", factor=factor, patience=patience, min_lr=min_lr
     )
-    callback.set_model(None)
-    callback.on_train_begin()
+    rate = LearningRate(lr, updates=100, plateau=rule)
+    rate.replay([epoch_record(k + 1, loss) for k, loss in enumerate(earlier)])
     lrs = []
-    for epoch, loss in enumerate(losses, start=len(earlier)):
-        callback.on_epoch_end(epoch, {"train_loss": loss})
-        lrs.append(float(optimizer.learning_rate))
+    for epoch, loss in enumerate(losses, start=len(earlier) + 1):
+        rate.end_epoch(epoch_record(epoch, loss))
+        lrs.append(float(rate.lr_at(0)))  # the same for every update of the next epoch
     return lrs
 
 
@@ -143,19 +140,27 @@ def test_plateau_never_goes_below_the_floor():
 def test_a_resumed_plateau_cuts_where_an_uninterrupted_one_does():
     losses = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99]
     whole = plateau_lrs(losses, patience=3)
-    records = [{"train_loss": loss} for loss in losses[:4]]
-    # The restored optimizer's lr is that of the checkpoint (after epoch 4); the counters
-    # come back from replaying the records.
-    resumed = plateau_lrs(losses[4:], patience=3, lr=whole[3], earlier=records)
+    # The lr and the counters come back from replaying the records of the epochs done.
+    resumed = plateau_lrs(losses[4:], patience=3, earlier=losses[:4])
     assert resumed == whole[4:]
     assert whole[4] < whole[3]  # the cut after epoch 5 needs the counts of epochs 3 and 4
 
 
 def test_the_config_schedules_follow_the_settings():
     he = TrainConfig.from_recipe("he2016", epochs=8)
-    schedule = builders.learning_rate(he, steps_per_epoch=10)
+    schedule = build.learning_rate(he, steps_per_epoch=10)
     # Milestones at 50% and 75% of 8 epochs: the updates after 40 and 60 done.
     assert [lr_at(schedule, k) for k in (40, 41, 60, 61)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
-    cos = builders.learning_rate(TrainConfig(lr_schedule="cosine", epochs=4, min_lr=0.01), 5)
+    cos = build.learning_rate(TrainConfig(lr_schedule="cosine", epochs=4, min_lr=0.01), 5)
     assert lr_at(cos, 1) == pytest.approx(0.4) and lr_at(cos, 21) == pytest.approx(0.01)
-    assert builders.learning_rate(TrainConfig.from_recipe("adam_plateau"), 10) == 1e-3
+    plateau = build.learning_rate(TrainConfig.from_recipe("adam_plateau"), 10)
+    assert lr_at(plateau, 1) == pytest.approx(1e-3)
+
+
+def test_the_run_learning_rate_is_the_schedule_at_every_update():
+    # The table the steps read (float32) against the Keras schedule it tabulates, called as
+    # the optimizer would call it; past the run's last update, the last value.
+    rate = LearningRate(RECIPE, updates=2328)
+    k = np.arange(1, 2329)
+    np.testing.assert_array_equal(rate.lr_at(k - 1), np.asarray(RECIPE(k - 1), np.float32))
+    assert rate.lr_at(5000) == rate.lr_at(2327) and rate.lr_at(0).dtype == np.float32

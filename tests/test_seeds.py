@@ -1,7 +1,7 @@
-"""Several seeds trained together (`--seeds K`): on JAX each seed's numbers are those a run
-of that seed alone gives, on one device and split over two, the files of the run and the summary's
-figures, resuming, bad input; on TensorFlow the seeds one after another in the same
-layout."""
+"""Several seeds (`--seeds K`): trained together (JAX, `--seeds_together`) each seed's
+numbers are those a run of that seed alone gives, on one device and split over two; the
+files of the run and the summary's figures, resuming, bad input; one after another (the
+default on a CPU, and TensorFlow's only way) in the same layout."""
 
 import glob
 import json
@@ -10,6 +10,7 @@ import signal
 import statistics
 import subprocess
 import sys
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -21,16 +22,17 @@ from tests.test_train_cli import run_in_process
 from tf_resnet9.backends.device import Device
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.recipes import RECIPES
-from tf_resnet9.config.settings import resolve_devices
+from tf_resnet9.config.settings import resolve_devices, resolve_together
 from tf_resnet9.data.inputs import DeviceInput
 from tf_resnet9.errors import ConfigError
 from tf_resnet9.models.resnet9 import resnet9
 from tf_resnet9.sweeps import jobs
 from tf_resnet9.training import loop
 from tf_resnet9.training.evaluation import EvalSet
+from tf_resnet9.training.lanes import SeedInput, SeedSteps
 from tf_resnet9.training.optimizers import NesterovSGD
-from tf_resnet9.training.schedules import PiecewiseLinear
-from tf_resnet9.training.seeds import SeedInput, SeedSteps
+from tf_resnet9.training.records import Progress
+from tf_resnet9.training.schedules import LearningRate, PiecewiseLinear
 from tf_resnet9.training.steps import CompiledSteps
 
 JAX = keras.backend.backend() == "jax"
@@ -41,14 +43,31 @@ LABELS = RNG.integers(0, 10, 64)
 TEST = {"test": EvalSet.build(IMAGES[:32], LABELS[:32], 16)}
 SEEDS = (3, 4)
 TINY = ["--width", "0.0625", "--batch_size", "16", "--epochs", "2"]
+# Together on JAX (the default on a CPU is one after another, where that is faster).
+TOGETHER = ["--seeds_together"] if JAX else []
 
 
 def lane(seed: int) -> CompiledSteps:
     """The steps a run of `seed` builds: initialised from it (4 steps an epoch of 16)."""
     keras.utils.set_random_seed(seed)
-    lr = PiecewiseLinear([0, 1, 2], [0.0, 0.4, 0.0], steps_per_epoch=4)
-    optimizer = NesterovSGD(lr, weight_decay=5e-4 * 16)
+    optimizer = NesterovSGD(0.0, weight_decay=5e-4 * 16)
     return CompiledSteps(resnet9(width=0.0625), optimizer, jit=True, grad_norms=False)
+
+
+def learning_rate() -> LearningRate:
+    return LearningRate(PiecewiseLinear([0, 1, 2], [0.0, 0.4, 0.0], steps_per_epoch=4), 8)
+
+
+class Trained(NamedTuple):
+    """What `loop.fit` trains: 2 epochs of `make`'s inputs."""
+
+    steps: object
+    learning_rates: tuple
+    make: object
+    epochs: int = 2
+
+    def inputs(self):
+        return self.make()
 
 
 def weights(steps: CompiledSteps) -> list[np.ndarray]:
@@ -62,7 +81,8 @@ def alone_and_together(placement=None):
     for seed in SEEDS:
         steps = lane(seed)
         make = lambda seed=seed: (DeviceInput(IMAGES, LABELS, 16, 1, seed=seed), TEST)  # noqa: E731
-        fitted = loop.fit(steps, make, 2, lambda step: 0.0)
+        training = Trained(steps, (learning_rate(),), make)
+        (fitted,) = loop.fit(training, steps.initial_state(), [Progress((), 0.0, 0.0)], [[]])
         alone.append((fitted.records, weights(steps)))
     lanes = [lane(seed) for seed in SEEDS]
     together = SeedSteps(lanes, jit=True, placement=placement)
@@ -71,7 +91,9 @@ def alone_and_together(placement=None):
         first = DeviceInput(IMAGES, LABELS, 16, 1, seed=SEEDS[0], placement=placement)
         return SeedInput.of_seeds(first, SEEDS), TEST
 
-    fits = loop.fit_lanes(together, make_inputs, 2, [lambda step: 0.0] * 2, [[], []], [None] * 2)
+    training = Trained(together, (learning_rate(), learning_rate()), make_inputs)
+    progress = [Progress((), 0.0, 0.0)] * 2
+    fits = loop.fit(training, together.initial_state(), progress, [[], []])
     return alone, [(fitted.records, weights(steps)) for fitted, steps in zip(fits, lanes)]
 
 
@@ -103,21 +125,35 @@ def test_seeds_are_split_evenly_over_the_devices():
     with pytest.raises(ConfigError, match="seeds=0 is invalid: expected an integer >= 1"):
         TrainConfig(seeds=0)
     four_gpus = Device("gpu", "stand-in", (9, 0), count=4)
-    # Unset: as many of the GPUs as the seeds split evenly over.
-    devices = {k: resolve_devices(TrainConfig(seeds=k), four_gpus, "jax") for k in (2, 3, 6, 8)}
+    # Unset: as many of the GPUs as the seeds trained together split evenly over.
+    devices = {k: resolve_devices(TrainConfig(seeds=k), four_gpus, "jax", k) for k in (2, 3, 6, 8)}
     assert devices == {2: 2, 3: 3, 6: 3, 8: 4}
     assert resolve_devices(TrainConfig(seeds=1), four_gpus, "jax") == 4  # data parallel
     cpu = Device("cpu", "stand-in", None, count=1)
-    assert resolve_devices(TrainConfig(seeds=4), cpu, "jax") == 1
-    assert resolve_devices(TrainConfig(seeds=6, devices="2"), four_gpus, "jax") == 2
+    assert resolve_devices(TrainConfig(seeds=4), cpu, "jax", 4) == 1
+    assert resolve_devices(TrainConfig(seeds=6, devices="2"), four_gpus, "jax", 6) == 2
     # A batch need not split over the devices when the seeds are split instead.
-    assert resolve_devices(TrainConfig(seeds=2, batch_size=7, devices="2"), four_gpus, "jax") == 2
+    two_seeds = TrainConfig(seeds=2, batch_size=7, devices="2")
+    assert resolve_devices(two_seeds, four_gpus, "jax", 2) == 2
     with pytest.raises(
         ConfigError, match=r"seeds=3 is invalid: .* 3 do not split over 2 .*--devices 1\)"
     ):
-        resolve_devices(TrainConfig(seeds=3, devices="2"), four_gpus, "jax")
+        resolve_devices(TrainConfig(seeds=3, devices="2"), four_gpus, "jax", 3)
     with pytest.raises(ConfigError, match="training over several devices runs on Keras' JAX"):
-        resolve_devices(TrainConfig(seeds=2, devices="2"), four_gpus, "tensorflow")
+        resolve_devices(TrainConfig(seeds=2, devices="2"), four_gpus, "tensorflow", 2)
+
+
+def test_seeds_train_together_where_it_is_faster_or_where_told():
+    # Unset: together on a GPU with JAX, one after another on a CPU (README.org's figures)
+    # and on TensorFlow, which cannot map the program over the seeds.
+    gpu, cpu = Device("gpu", "stand-in", (9, 0)), Device("cpu", "stand-in")
+    two = TrainConfig(seeds=2)
+    assert resolve_together(two, 2, gpu, "jax") is (keras.backend.backend() == "jax")
+    assert resolve_together(two, 2, cpu, "jax") is False
+    assert resolve_together(TrainConfig(seeds=2, seeds_together=True), 2, cpu, "jax") is True
+    assert resolve_together(TrainConfig(seeds_together=True), 1, gpu, "jax") is False
+    with pytest.raises(ConfigError, match="seeds_together=True is invalid: seeds train together"):
+        resolve_together(TrainConfig(seeds=2, seeds_together=True), 2, gpu, "tensorflow")
 
 
 def test_bad_seeds_is_one_error_line(capsys, tmp_path):
@@ -150,7 +186,7 @@ def read(path):
 @pytest.mark.jax  # CI runs the slow tests of JAX in its JAX suite
 def test_the_files_and_the_summary_of_a_run_of_seeds(capsys, data_dir, tmp_path):
     workdir = tmp_path / "run"
-    out = train_command(capsys, data_dir, workdir, "--seeds", "2", "--seed", "3")
+    out = train_command(capsys, data_dir, workdir, "--seeds", "2", "--seed", "3", *TOGETHER)
     assert f"results: {workdir / 'seeds.json'}" in out
     for seed in SEEDS:
         run_dir = workdir / f"seed-{seed}"
@@ -164,6 +200,7 @@ def test_the_files_and_the_summary_of_a_run_of_seeds(capsys, data_dir, tmp_path)
     assert [run["seed"] for run in runs] == list(SEEDS)
     assert [run["config"]["seeds"] for run in runs] == [1, 1]  # each a run of its seed
     assert seeds["together"] is JAX
+    assert [run["config"]["seeds_together"] for run in runs] == [JAX, JAX]  # recorded
     for entry, run in zip(seeds["seeds"], runs):
         assert entry["seed"] == run["seed"]
         assert entry["epochs"] == run["epochs"]
@@ -197,13 +234,14 @@ def test_the_files_and_the_summary_of_a_run_of_seeds(capsys, data_dir, tmp_path)
 @pytest.mark.jax  # CI runs the slow tests of JAX in its JAX suite
 def test_a_run_of_seeds_stopped_between_epochs_resumes_every_seed(capsys, data_dir, tmp_path):
     workdir = tmp_path / "run"
-    train_command(capsys, data_dir, workdir, "--seeds", "2", "--seed", "3")
+    train_command(capsys, data_dir, workdir, "--seeds", "2", "--seed", "3", *TOGETHER)
     whole = read(workdir / "seeds.json")
     # Stopped while writing epoch 2's checkpoints: seed 4 has only epoch 1's; no results.
     os.remove(workdir / "seed-4" / "checkpoints" / "epoch-0002.npz")
     for name in ("seeds.json", "seed-3/results.json", "seed-4/results.json"):
         os.remove(workdir / name)
-    out = train_command(capsys, data_dir, workdir, "--seeds", "2", "--seed", "3", "--resume")
+    args = ["--seeds", "2", "--seed", "3", *TOGETHER, "--resume"]
+    out = train_command(capsys, data_dir, workdir, *args)
     assert "seed-3/checkpoints/epoch-0001.npz (epoch 1)" in out
     assert "seed-4/checkpoints/epoch-0001.npz (epoch 1)" in out
     resumed = read(workdir / "seeds.json")
@@ -218,14 +256,13 @@ def test_a_run_of_seeds_stopped_between_epochs_resumes_every_seed(capsys, data_d
 @pytest.mark.slow
 @pytest.mark.jax  # CI runs the slow tests of JAX in its JAX suite
 def test_a_sweep_job_trains_its_seeds_together_on_jax(data_dir, tmp_path):
-    configs = tuple(
-        TrainConfig(width=0.0625, batch_size=16, epochs=1, seed=seed, tensorboard=False)
-        for seed in SEEDS
+    config = TrainConfig(
+        width=0.0625, batch_size=16, epochs=1, tensorboard=False, seeds_together=JAX or None
     )
     run_dirs = tuple(str(tmp_path / f"seed-{seed}") for seed in SEEDS)
-    job = jobs.Job("combination", configs, run_dirs, str(data_dir))
+    job = jobs.Job("combination", config, SEEDS, run_dirs, str(data_dir))
     seen = []
-    outcomes = jobs.train_seeds(job, started=seen.append, done=lambda d, o: seen.append(o))
+    outcomes = jobs.train_job(job, started=seen.append, done=lambda d, o: seen.append(o))
     assert [outcome.seed for outcome in outcomes] == list(SEEDS)
     # Both started before either is done where they train together (JAX).
     assert (seen[:2] == list(run_dirs)) is JAX
@@ -240,12 +277,11 @@ def test_a_sweep_job_trains_its_seeds_together_on_jax(data_dir, tmp_path):
 def test_a_sweep_job_whose_seeds_diverge_gets_each_seeds_outcome(data_dir, tmp_path):
     # A peak lr of 1e20 overflows the weights within the first steps (tests/test_train_cli.py).
     # Together, the first NaN stops every seed: they then train alone, each to its outcome.
-    configs = tuple(
-        TrainConfig(width=0.0625, batch_size=16, epochs=1, seed=seed, peak_lr=1e20)
-        for seed in SEEDS
+    config = TrainConfig(
+        width=0.0625, batch_size=16, epochs=1, peak_lr=1e20, seeds_together=JAX or None
     )
     run_dirs = tuple(str(tmp_path / f"seed-{seed}") for seed in SEEDS)
-    outcomes = jobs.train_seeds(jobs.Job("combination", configs, run_dirs, str(data_dir)))
+    outcomes = jobs.train_job(jobs.Job("combination", config, SEEDS, run_dirs, str(data_dir)))
     assert all(isinstance(outcome, jobs.Diverged) for outcome in outcomes)
     for run_dir in run_dirs:
         assert isinstance(jobs.finished(run_dir), jobs.Diverged)  # its diverged.json
@@ -255,7 +291,7 @@ def test_a_sweep_job_whose_seeds_diverge_gets_each_seeds_outcome(data_dir, tmp_p
 @pytest.mark.jax  # CI runs the slow tests of JAX in its JAX suite
 def test_a_diverging_seed_is_named_in_one_error_line(capsys, data_dir, tmp_path):
     args = ["--data_dir", data_dir, "--workdir", tmp_path / "run", *TINY, "--peak_lr", "1e20"]
-    status, _, err = run_in_process(capsys, *args, "--seeds", "2", "--seed", "3")
+    status, _, err = run_in_process(capsys, *args, "--seeds", "2", "--seed", "3", *TOGETHER)
     assert status == 1
     # Together (JAX) the first lane's NaN stops both; one after another, seed 3's run alone.
     expected = "seed 3: the training loss" if JAX else "the training loss"
@@ -269,7 +305,7 @@ def test_a_diverging_seed_is_named_in_one_error_line(capsys, data_dir, tmp_path)
 def test_sigterm_then_resume_gives_every_seed_an_uninterrupted_runs_numbers(
     capsys, data_dir, tmp_path
 ):
-    args = ["--epochs", "8", "--seeds", "2", "--seed", "3"]  # the last --epochs counts
+    args = ["--epochs", "8", "--seeds", "2", "--seed", "3", *TOGETHER]  # the last --epochs counts
     train_command(capsys, data_dir, tmp_path / "whole", *args)
     workdir = tmp_path / "interrupted"
     command = [sys.executable, "-m", "tf_resnet9.train", "--data_dir", data_dir, *TINY, *args]
@@ -335,12 +371,12 @@ def test_seeds_split_over_two_devices_are_the_runs_alone_with_no_communication()
 @pytest.mark.slow
 @pytest.mark.jax
 def test_a_run_of_seeds_over_two_devices_gives_the_one_device_numbers(capsys, data_dir, tmp_path):
-    args = ["--data_dir", data_dir, *TINY, "--seeds", "2", "--seed", "3"]
+    args = ["--data_dir", data_dir, *TINY, "--seeds", "2", "--seed", "3", *TOGETHER]
     split = tmp_path / "split"
     result = on_two_devices("-m", "tf_resnet9.train", *args, "--devices", 2, "--workdir", split)
     assert result.returncode == 0, result.stderr
-    assert "the seeds split over 2 devices, 1 on each" in result.stdout
-    train_command(capsys, data_dir, tmp_path / "one", "--seeds", "2", "--seed", "3")
+    assert "2 seeds together, split over 2 devices" in result.stdout
+    train_command(capsys, data_dir, tmp_path / "one", "--seeds", "2", "--seed", "3", *TOGETHER)
     # The maths is the probe's above (weights within 2e-5 after 8 steps); this run checks
     # the wiring. Each device runs the mapped program on one seed, which XLA may compile
     # as plain convolutions, one device on two seeds as grouped ones: another summation

@@ -30,11 +30,11 @@ def test_precision_follows_the_device(device, precision):
 
 @pytest.mark.parametrize("device", [H100, V100, CPU])
 def test_a_gpu_trains_an_epoch_per_compiled_call_on_device_augmentation(device):
-    run = resolve(TrainConfig(augment="device"), 50_000, 10_000, device)
-    assert run.steps_per_epoch == 97  # 50,000 // 512: the last partial batch dropped
+    settings = resolve(TrainConfig(augment="device"), 50_000, 10_000, device)
+    assert settings.steps_per_epoch == 97  # 50,000 // 512: the last partial batch dropped
     # On a CPU, XLA runs convolutions inside a loop far slower: one step per call there.
-    assert run.steps_per_call == (97 if device.kind == "gpu" else 1)
-    assert run.eval_batch_size == 512 and run.device == device
+    assert settings.steps_per_call == (97 if device.kind == "gpu" else 1)
+    assert settings.eval_batch_size == 512 and settings.device == device
     fixed = resolve(TrainConfig(augment="device", steps_per_call=10), 50_000, 10_000, device)
     assert fixed.steps_per_call == 10
     assert resolve(TrainConfig(steps_per_call=500), 5_000, 1_000, device).steps_per_call == 9
@@ -45,10 +45,10 @@ def test_the_input_and_the_compiler_follow_the_backend_and_the_device(device):
     # README.org's defaults: TensorFlow on a CPU without XLA and with the device input (its
     # fastest there, benchmarks.throughput), on a GPU with XLA and tf.data; JAX always with
     # XLA and the device input.
-    run = resolve(TrainConfig(), 50_000, 10_000, device)
+    settings = resolve(TrainConfig(), 50_000, 10_000, device)
     tensorflow_gpu = backends.NAME == "tensorflow" and device.kind == "gpu"
-    assert run.augment == ("host" if tensorflow_gpu else "device")
-    assert run.jit is (backends.NAME == "jax" or device.kind == "gpu")
+    assert settings.augment == ("host" if tensorflow_gpu else "device")
+    assert settings.jit is (backends.NAME == "jax" or device.kind == "gpu")
     given = resolve(TrainConfig(jit=True, augment="device"), 50_000, 10_000, device)
     assert (given.jit, given.augment) == (True, "device")  # flags given win
     assert resolve(TrainConfig(jit=False), 50_000, 10_000, device).jit is False

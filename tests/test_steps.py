@@ -1,6 +1,7 @@
 """The compiled training steps against Keras' own trainer, and their bookkeeping."""
 
 import contextlib
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from keras import ops
 from scipy import special
 
-from tf_resnet9 import backends, builders
+from tf_resnet9 import backends, build
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import resolve
 from tf_resnet9.data import augment
@@ -17,7 +18,7 @@ from tf_resnet9.models.resnet9 import resnet9
 from tf_resnet9.training import loop
 from tf_resnet9.training.evaluation import EvalSet, evaluate
 from tf_resnet9.training.optimizers import NesterovSGD
-from tf_resnet9.training.schedules import PiecewiseLinear
+from tf_resnet9.training.schedules import LearningRate, PiecewiseLinear
 from tf_resnet9.training.steps import CompiledSteps, cross_entropy
 
 WIDTH = 0.0625  # channels 4/8/16/32
@@ -27,9 +28,13 @@ IMAGES = RNG.normal(size=(3, BATCH, 32, 32, 3)).astype(np.float32)
 LABELS = RNG.integers(0, 10, (3, BATCH)).astype(np.int32)
 
 
-def recipe_optimizer():
+def recipe_schedule():
     # 2 steps per epoch: the learning rate changes at every step.
-    return NesterovSGD(PiecewiseLinear([0, 1, 3], [0.0, 0.4, 0.0], steps_per_epoch=2))
+    return PiecewiseLinear([0, 1, 3], [0.0, 0.4, 0.0], steps_per_epoch=2)
+
+
+def recipe_optimizer():
+    return NesterovSGD(recipe_schedule())
 
 
 def new_steps(dtype=None, seed=1):
@@ -82,15 +87,25 @@ def test_three_steps_match_keras_train_on_batch(seed):
     assert int(totals.first_nonfinite) == -1
 
 
+class Epochs(NamedTuple):
+    """What `loop.run_epoch` trains: steps at their learning rates."""
+
+    steps: CompiledSteps
+    learning_rates: tuple
+
+
 def test_one_call_equals_several_calls():
     # Two steps in one looped call against one step per call. Short: XLA's CPU backend runs
     # convolutions inside a loop ~70x slower, and two steps already cross a loop iteration.
     images = RNG.integers(0, 256, (2 * BATCH, 32, 32, 3), dtype=np.uint8)
     runs = []
     for steps_per_call in (2, 1):
-        steps = new_steps()
+        keras.utils.set_random_seed(1)
+        # A constant learning rate the calls' rates replace (as a run builds it).
+        steps = CompiledSteps(resnet9(width=WIDTH), NesterovSGD(0.0), jit=True)
         device_input = DeviceInput(images, images[:, 0, 0, 0] % 10, BATCH, steps_per_call, 5)
-        state, _ = loop.run_epoch(steps, steps.initial_state(), device_input)
+        training = Epochs(steps, (LearningRate(recipe_schedule(), 2),))
+        state, _ = loop.run_epoch(training, steps.initial_state(), device_input)
         steps.finish(state)
         runs.append(weights(steps.model))
     # The same steps on the same data; only the call boundaries differ. float32, tiny model.
@@ -174,8 +189,8 @@ def mixed_steps(precision):
     keras.utils.set_random_seed(1)
     # XLA on, as on the GPU whose defaults these are.
     config = TrainConfig(width=WIDTH, batch_size=BATCH, peak_lr=0.05, precision=precision, jit=True)
-    run = resolve(config, 3 * BATCH, BATCH)
-    return builders.build_steps(config, run, builders.learning_rate(config, 3))
+    settings = resolve(config, 3 * BATCH, BATCH)
+    return build.build_steps(config, settings)  # at lr 0.05: the optimizer's own, constant
 
 
 def losses_of_steps(steps, count: int = 4) -> list[float]:

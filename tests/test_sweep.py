@@ -344,7 +344,7 @@ def test_local_gpus_come_from_nvidia_smi_and_cuda_visible_devices():
 def fake_jobs(count: int) -> list[Job]:
     config = TrainConfig()
     return [
-        Job(f"c{i}", (config, config), (f"/runs/c{i}/seed-0", f"/runs/c{i}/seed-1"), None)
+        Job(f"c{i}", config, (0, 1), (f"/runs/c{i}/seed-0", f"/runs/c{i}/seed-1"), None)
         for i in range(count)
     ]
 
@@ -370,13 +370,14 @@ def test_a_failing_job_stops_the_gpu_queue_with_its_error():
 
 @pytest.mark.slow  # trains
 def test_the_gpu_queue_trains_a_real_job_in_its_worker(data_dir, tmp_path):
-    # What every GPU host runs: train_seeds in a spawned worker, pinned (here to a GPU that
+    # What every GPU host runs: train_job in a spawned worker, pinned (here to a GPU that
     # is not there: the worker trains on the CPU), its RunResults pickled back.
     config = TrainConfig(width=0.0625, batch_size=16, epochs=1, jit=False)
     run_dir = str(tmp_path / "all" / "seed-0")
     done = {}
     queue = queues.GpuQueue(["0"])
-    queue.run([Job("all", (config,), (run_dir,), data_dir)], lambda run_dir: None, done.__setitem__)
+    job = Job("all", config, (0,), (run_dir,), data_dir)
+    queue.run([job], lambda run_dir: None, done.__setitem__)
     (results,) = done.values()
     written = RunResults.read(os.path.join(run_dir, "results.json"))
     assert results.test_accuracy == written.test_accuracy and results.epochs == written.epochs

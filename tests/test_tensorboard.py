@@ -21,8 +21,8 @@ from tf_resnet9.outputs.report import confusion_image
 from tf_resnet9.outputs.tensorboard import (
     EPOCH_SCALARS,
     PACKAGE,
+    EventFile,
     TensorBoard,
-    summary_writer,
     write_weight_histograms,
 )
 
@@ -167,7 +167,7 @@ def test_step_counts_below_one_are_rejected(tmp_path, argument):
 def test_missing_writer_package_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, PACKAGE, None)  # makes importing it fail
     with pytest.raises(ImportError, match=f"pip install {PACKAGE}"):
-        summary_writer(str(tmp_path))
+        EventFile(str(tmp_path))
 
 
 def test_two_writers_opened_in_the_same_second_keep_both_files(tmp_path, monkeypatch, model):
@@ -177,8 +177,8 @@ def test_two_writers_opened_in_the_same_second_keep_both_files(tmp_path, monkeyp
     import time
 
     monkeypatch.setattr(time, "time", lambda: 1_800_000_000.25)  # one second for both
-    epochs = summary_writer(str(tmp_path))
-    epochs.add_scalar("loss/train", 2.0, 1)
+    epochs = EventFile(str(tmp_path))
+    epochs.scalar("loss/train", 2.0, 1)
     epochs.close()
     write_weight_histograms(str(tmp_path), model, 1)
     tags = read_events(tmp_path)

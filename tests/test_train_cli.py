@@ -22,7 +22,7 @@ from tf_resnet9.backends.device import current_device
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import default_precision
 from tf_resnet9.data.cifar import load_cifar10
-from tf_resnet9.training_run import cpu_warning
+from tf_resnet9.outputs.console import cpu_warning
 
 TINY = ["--width", "0.0625", "--batch_size", "32"]
 # The run of `finished_run`, repeated, interrupted and resumed by the tests below.

@@ -3,12 +3,12 @@
 import pytest
 
 from tf_resnet9.errors import ConfigError
-from tf_resnet9.outputs.workdir import make_workdir, remove_if_empty, remove_temporary
+from tf_resnet9.outputs.run_folder import make_folder, remove_if_empty, remove_temporary
 
 
 def test_removes_what_it_created_and_nothing_else(tmp_path):
     (tmp_path / "runs").mkdir()
-    created = make_workdir(tmp_path / "runs" / "a" / "b")
+    created = make_folder(tmp_path / "runs" / "a" / "b")
     assert created == [str(tmp_path / "runs" / "a" / "b"), str(tmp_path / "runs" / "a")]
     remove_if_empty(created)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
@@ -16,20 +16,20 @@ def test_removes_what_it_created_and_nothing_else(tmp_path):
 
 
 def test_keeps_a_folder_with_files(tmp_path):
-    created = make_workdir(tmp_path / "run")
+    created = make_folder(tmp_path / "run")
     (tmp_path / "run" / "results.json").write_text("{}")
     remove_if_empty(created)
     assert (tmp_path / "run" / "results.json").exists()
 
 
 def test_an_existing_folder_is_never_removed(tmp_path):
-    assert make_workdir(tmp_path) == []
+    assert make_folder(tmp_path) == []
 
 
 def test_a_path_that_cannot_be_a_folder_is_named(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="workdir=.*file/run.* cannot be created"):
-        make_workdir(tmp_path / "file" / "run")
+        make_folder(tmp_path / "file" / "run")
 
 
 def test_an_interrupted_write_leaves_nothing_after_a_clean_stop(tmp_path):
@@ -37,6 +37,7 @@ def test_an_interrupted_write_leaves_nothing_after_a_clean_stop(tmp_path):
         folder.mkdir(exist_ok=True)
         (folder / ".tmp-abc123").write_bytes(b"half")
         (folder / "kept.json").write_text("{}")
+    (tmp_path / ".tmp-saved_model").mkdir()  # a folder half-written
     remove_temporary(tmp_path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoints", "kept.json", "kept.json"]
 

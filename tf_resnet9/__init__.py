@@ -13,7 +13,7 @@ _EXPORTS = {
     "NesterovSGD": "tf_resnet9.training.optimizers",
     "MomentumSGD": "tf_resnet9.training.optimizers",
     "AdamL2": "tf_resnet9.training.optimizers",
-    "ReduceLROnPlateau": "tf_resnet9.training.schedules",
+    "LearningRate": "tf_resnet9.training.schedules",
     "RECIPES": "tf_resnet9.config.recipes",
     "PiecewiseLinear": "tf_resnet9.training.schedules",
     "multi_step": "tf_resnet9.training.schedules",

@@ -105,7 +105,9 @@ def _parser(flag_values: flags.FlagValues, doc: str):
     return parse
 
 
-def run(main, flag_values: flags.FlagValues, doc: str, argv: list[str] | None = None) -> None:
+def run_command(
+    main, flag_values: flags.FlagValues, doc: str, argv: list[str] | None = None
+) -> None:
     """Runs a command's `main(argv) -> status` with absl, and exits with its status.
 
     Each command has flags of its own (`flag_values`, not absl's global FLAGS): train's

@@ -55,7 +55,7 @@ NESTED_KEYS = ("state_dict", "net", "model")
 DATA_PARALLEL_PREFIX = "module."
 CLASSES = 10
 
-FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
+FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run_command`)
 flags.DEFINE_enum("model", None, MODELS, "The network the checkpoint holds.", flag_values=FLAGS)
 flags.DEFINE_string(
     "out",
@@ -368,7 +368,7 @@ def save(network, out: str) -> list[str]:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with main's status."""
-    commands.run(main, FLAGS, __doc__, argv)
+    commands.run_command(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,31 @@ class TrainingDiverged(RuntimeError):
     """A loss or metric became NaN or infinite; the message says at which epoch (and step)."""
 
 
+class OutputError(OSError):
+    """A file of the run could not be written (a full disk, a folder that is read-only or
+    gone); the message names the file and the cause. What was written before stays.
+
+    Attributes:
+        path: The file (or folder) not written.
+        cause: Why, in a few words.
+    """
+
+    def __init__(self, path, cause: str):
+        super().__init__(f"{path} not written: {cause}")
+        self.path, self.cause = path, cause
+
+
 class MissingPackage(ImportError):
-    """A package the run will need is not installed; the message says what needs it and how
-    to install it (or to switch that part off)."""
+    """A package the run will need is not installed, or does not import; the message says
+    what needs it and how to install it (or to switch that part off)."""
 
 
 # What the commands turn into one `error:` line and exit status 1.
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingDiverged, MissingPackage)
+USER_ERRORS = (
+    ConfigError,
+    DatasetError,
+    CheckpointError,
+    TrainingDiverged,
+    MissingPackage,
+    OutputError,
+)

@@ -23,7 +23,7 @@ from tf_resnet9 import commands
 from tf_resnet9.data.cifar import IMAGE_SHAPE
 from tf_resnet9.models import MODELS
 
-FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
+FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run_command`)
 flags.DEFINE_string(
     "model",
     None,
@@ -236,7 +236,7 @@ def format_top(probabilities: np.ndarray, class_names: list[str], top: int) -> s
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with main's status."""
-    commands.run(main, FLAGS, __doc__, argv)
+    commands.run_command(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ from tf_resnet9.backends import xla_flags
 from tf_resnet9.config import flags as config_flags
 from tf_resnet9.errors import USER_ERRORS, ConfigError, MissingPackage
 from tf_resnet9.sweeps import driver, queues
-from tf_resnet9.sweeps.grid import GridError, grid_from_flags, parse_value
+from tf_resnet9.sweeps.grid import GridError, grid_from_flags
 
-FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
-# --seeds is the sweep's own (seeds per combination, which `sweeps.jobs.train_seeds` trains).
+FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run_command`)
+# --seeds is the sweep's own (seeds per combination, which `sweeps.jobs.train_job` trains).
 CONFIG_FLAGS = config_flags.define_config_flags(flag_values=FLAGS, exclude=("seeds",))
 flags.DEFINE_multi_string(
     "set",
@@ -75,21 +75,6 @@ flags.DEFINE_boolean(
 )
 
 
-def fixed_settings() -> dict[str, object]:
-    """The training flags given on the command line, as `TrainConfig` values.
-
-    Raises:
-        ConfigError: a tuple flag (e.g. --lr_milestones) holds something not a number.
-    """
-    fixed = {}
-    for name in CONFIG_FLAGS:
-        if FLAGS[name].using_default_value:
-            continue
-        value = FLAGS[name].value
-        fixed[name] = parse_value(name, ",".join(value)) if isinstance(value, list) else value
-    return fixed
-
-
 def make_queue(ray_address: str | None):
     """Where the runs train: Ray tasks (--ray), else a process per local GPU, else here."""
     if ray_address:
@@ -103,7 +88,9 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     commands.prepare_environment(quiet=not FLAGS.verbose)
     try:
-        grid, combinations = grid_from_flags(FLAGS.set, fixed_settings(), FLAGS.seeds)
+        grid, combinations = grid_from_flags(
+            FLAGS.set, config_flags.given_settings(CONFIG_FLAGS, FLAGS), FLAGS.seeds
+        )
         workdir = FLAGS.workdir or driver.default_workdir()
         driver.check_workdir(workdir, grid, FLAGS.data_dir)
         if any(c.configs[0].deterministic for c in combinations):
@@ -137,7 +124,7 @@ def main(argv: list[str]) -> int:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with main's status."""
-    commands.run(main, FLAGS, __doc__, argv)
+    commands.run_command(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

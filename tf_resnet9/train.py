@@ -23,9 +23,9 @@ from tf_resnet9 import commands
 from tf_resnet9.backends import xla_flags
 from tf_resnet9.config import flags as config_flags
 from tf_resnet9.errors import USER_ERRORS, ConfigError
-from tf_resnet9.outputs import workdir
+from tf_resnet9.outputs import run_folder
 
-FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run`)
+FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run_command`)
 CONFIG_FLAGS = config_flags.define_config_flags(flag_values=FLAGS)
 flags.DEFINE_string(
     "data_dir",
@@ -46,6 +46,13 @@ flags.DEFINE_boolean(
     False,
     "Continue the run in --workdir from its latest checkpoint (one is written after every "
     "epoch), to the results an uninterrupted run reaches.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_boolean(
+    "overwrite",
+    False,
+    "Where --workdir holds another run, move it aside to <workdir>.replaced-<time> and "
+    "start afresh (without it, such a workdir is refused).",
     flag_values=FLAGS,
 )
 flags.DEFINE_boolean(
@@ -89,37 +96,38 @@ def main(argv: list[str]) -> int:
         )
     try:
         config = config_flags.config_from_flags(CONFIG_FLAGS, FLAGS)
-        run_dir = FLAGS.workdir or workdir.default_workdir(config.model, config.recipe)
-        writes = start_processes() == 0  # of several processes, the first writes
-        created = workdir.make_workdir(run_dir) if writes else []
+        run_dir = FLAGS.workdir or run_folder.default_workdir(config.model, config.recipe)
+        start_processes()
     except ConfigError as e:
         return commands.report_error(e, FLAGS)
     quiet = contextlib.nullcontext() if FLAGS.verbose else commands.NativeLogFilter()
-    with quiet as native_logs, StopOnSignal(run_dir, created, native_logs):
+    with quiet as native_logs, StopOnSignal(run_dir, native_logs):
         # Imported here, not at the top, so that --help and flag errors answer without
         # starting TensorFlow (seconds).
         from tf_resnet9.experiment import train_and_evaluate
 
         try:
             results = train_and_evaluate(
-                config, data_dir=FLAGS.data_dir, workdir=run_dir, resume=FLAGS.resume
+                config,
+                data_dir=FLAGS.data_dir,
+                workdir=run_dir,
+                resume=FLAGS.resume,
+                overwrite=FLAGS.overwrite,
             )
         except USER_ERRORS as e:
-            workdir.remove_if_empty(created)
             return commands.report_error(e, FLAGS)
-    summary = workdir.SEEDS_FILE if config.seeds > 1 else workdir.RESULTS_FILE
+    summary = run_folder.SEEDS_FILE if config.seeds > 1 else run_folder.RESULTS_FILE
     print(f"results: {os.path.join(run_dir, summary)}")
     return 1 if results.unwritten else 0
 
 
-def start_processes() -> int:
+def start_processes() -> None:
     """Starts `jax.distributed` where the flags or the environment ask for a run over
-    several processes (`keras.distribution.initialize`, before any computation); returns
-    this process's number (0 alone)."""
+    several processes (`keras.distribution.initialize`, before any computation)."""
     given = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     asked = FLAGS.distributed or any(v is not None for v in given)
     if not (asked or any(name in os.environ for name in DISTRIBUTION_VARIABLES)):
-        return 0
+        return
     import keras
 
     if keras.backend.backend() != "jax":
@@ -127,9 +135,6 @@ def start_processes() -> int:
             "distributed", True, "a run over several processes needs Keras' JAX backend."
         )
     keras.distribution.initialize(*given)
-    import jax
-
-    return jax.process_index()
 
 
 class StopOnSignal:
@@ -141,18 +146,17 @@ class StopOnSignal:
     interrupted checkpoint write left and the empty folders the run created, says how to
     resume where a checkpoint exists, and ends the process with 128 + the signal's number
     (130 for Ctrl-C). Every file is written to a temporary name and renamed into place, so
-    none is ever half-written under its own name.
+    none is ever half-written under its own name. The workdir's lock goes with the process.
 
     Args:
         run_dir: The run's workdir.
-        created: The folders this run created (`tf_resnet9.outputs.workdir.make_workdir`).
         native_logs: The `commands.NativeLogFilter` in use, if any: closed before the
             process ends, so that the last lines reach stderr.
     """
 
-    def __init__(self, run_dir: str, created: list[str], native_logs=None):
+    def __init__(self, run_dir: str, native_logs=None):
         self.run_dir = run_dir
-        self.created = created
+        self.created = run_folder.missing_folders(run_dir)  # what the run will make
         self.native_logs = native_logs
         self._lock = threading.Lock()
 
@@ -182,12 +186,11 @@ class StopOnSignal:
 
     def stop(self, signum: int) -> None:
         with self._lock:  # the handler and the watcher may both get here: one acts
-            workdir.remove_temporary(self.run_dir)
-            folders = workdir.run_folders(self.run_dir)
-            for seed_folder in folders[1:]:  # several seeds: those not started yet
-                workdir.remove_if_empty([seed_folder])
-            workdir.remove_if_empty(self.created)
-            saved = [path for folder in folders for path in workdir.checkpoint_paths(folder)]
+            run_folder.remove_temporary(self.run_dir)
+            for seed_folder in run_folder.run_folders(self.run_dir)[1:]:  # those not started
+                run_folder.remove_if_empty([seed_folder])
+            run_folder.remove_if_empty(self.created)
+            saved = run_folder.kept_checkpoints(self.run_dir)
             if saved:
                 then = (
                     f"{saved[-1]} is kept: resume with python -m tf_resnet9.train "
@@ -208,7 +211,7 @@ class StopOnSignal:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point; exits with main's status."""
-    commands.run(main, FLAGS, __doc__, argv)
+    commands.run_command(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
     default_augment(kind)     where augmentation runs unless told, on a device of this
                               kind ("cpu", "gpu"): "host" (tf.data) or "device"
     default_jit(kind)         whether the steps are XLA-compiled unless told, there
+    default_seeds_together(kind)
+                              whether several seeds train together (one program mapped
+                              over them) unless told, there, or one after another
     HOST_AUGMENT              whether the tf.data input path (--augment host) is available
     value_and_grad(fn)        fn(params, *args) -> (loss, aux); returns a function giving
                               ((loss, aux), grads), grads shaped like params
@@ -37,8 +40,9 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
                               (trainable, non-trainable, optimizer, extra) variable groups
                               (extra: what the steps keep besides, e.g. an EMA of the
                               weights): initial(), values(state), apply(state, grads,
-                              non_trainable) (extra unchanged), with_extra(state,
-                              extra), finish(state),
+                              non_trainable, learning_rate=None) (extra unchanged; the
+                              optimizer's own schedule where learning_rate is None),
+                              with_extra(state, extra), finish(state),
                               run_discarding_updates(step_fn, *args)
 """
 
@@ -47,6 +51,7 @@ import importlib
 _NAMES = (
     "default_augment",
     "default_jit",
+    "default_seeds_together",
     "HOST_AUGMENT",
     "value_and_grad",
     "compile_fn",

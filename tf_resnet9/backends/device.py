@@ -24,6 +24,17 @@ class Device:
     compute_capability: tuple[int, int] | None = None
     count: int = 1
 
+    @classmethod
+    def from_record(cls, record: dict) -> Device:
+        """The device a results.json's "device" entry (`dataclasses.asdict`) describes."""
+        capability = record.get("compute_capability")
+        return cls(
+            record["kind"],
+            record["name"],
+            None if capability is None else tuple(capability),
+            record.get("count", 1),
+        )
+
     @property
     def supports_bfloat16(self) -> bool:
         # Ampere (8.0) and newer have bf16 tensor cores.

@@ -23,6 +23,13 @@ def default_jit(device_kind: str) -> bool:
     return True
 
 
+def default_seeds_together(device_kind: str) -> bool:
+    # On a CPU, XLA runs the vmapped program (each convolution a grouped one over the seeds)
+    # several times slower per seed than the seeds one after another (README.org, "Several
+    # seeds at once"); a GPU's wider kernels are where it can pay.
+    return device_kind == "gpu"
+
+
 def value_and_grad(fn):
     return jax.value_and_grad(fn, has_aux=True)
 
@@ -108,15 +115,26 @@ class TrainingState:
     def __init__(self, groups, optimizer):
         self.groups = groups  # (trainable, non-trainable, optimizer, extra) variables
         self.optimizer = optimizer
+        # Where the optimizer's learning rate is among its variables' values (None where
+        # it follows a schedule of its own): a step's learning rate goes there.
+        self._lr_at = next(
+            (i for i, v in enumerate(groups[2]) if v is optimizer.learning_rate), None
+        )
 
     def initial(self):
-        return tuple([v.value for v in group] for group in self.groups)
+        # Copies: the training calls consume (donate) the state they are given, and the
+        # variables must keep their arrays.
+        return tuple([ops.copy(v.value) for v in group] for group in self.groups)
 
     def values(self, state):
         return state
 
-    def apply(self, state, grads, non_trainable):
+    def apply(self, state, grads, non_trainable, learning_rate=None):
         trainable, _, optimizer_values, extra = state
+        if learning_rate is not None:
+            optimizer_values = list(optimizer_values)
+            lr_value = optimizer_values[self._lr_at]
+            optimizer_values[self._lr_at] = ops.cast(learning_rate, lr_value.dtype)
         trainable, optimizer_values = self.optimizer.stateless_apply(
             optimizer_values, grads, trainable
         )
@@ -134,8 +152,8 @@ class TrainingState:
                 variable.assign(ops.copy(value))
 
     def run_discarding_updates(self, step_fn, *args):
-        # The compiled function consumes (donates) the state it is given: pass a copy.
-        return step_fn(keras.tree.map_structure(ops.copy, self.initial()), *args)
+        # The state `initial` gives is a copy, which the compiled function consumes.
+        return step_fn(self.initial(), *args)
 
 
 class _Sharded:

@@ -21,6 +21,11 @@ def default_jit(device_kind: str) -> bool:
     return device_kind != "cpu"
 
 
+def default_seeds_together(device_kind: str) -> bool:
+    del device_kind  # no vmap of the training program here (`vmap`)
+    return False
+
+
 def value_and_grad(fn):
     def loss_aux_and_grads(params, *args):
         with tf.GradientTape() as tape:
@@ -128,7 +133,9 @@ class TrainingState:
     def values(self, state):
         return tuple([v.value for v in group] for group in self.groups)
 
-    def apply(self, state, grads, non_trainable):
+    def apply(self, state, grads, non_trainable, learning_rate=None):
+        if learning_rate is not None:  # else the optimizer follows a schedule of its own
+            self.optimizer.learning_rate.assign(learning_rate)
         self.optimizer.apply(grads, self.groups[0])
         for variable, value in zip(self.groups[1], non_trainable):
             variable.assign(value)

@@ -10,14 +10,13 @@ recipe's.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Iterable
 
 from absl import flags
 
 from tf_resnet9.config.recipes import DEFAULT_RECIPE
 from tf_resnet9.config.train_config import TrainConfig
-from tf_resnet9.errors import ConfigError
+from tf_resnet9.config.values import parse_value, setting_type
 
 _DEFINE = {
     int: flags.DEFINE_integer,
@@ -25,15 +24,6 @@ _DEFINE = {
     bool: flags.DEFINE_boolean,
     str: flags.DEFINE_string,
 }
-
-
-def _field_type(field: dataclasses.Field):
-    """int, float, bool, str or tuple of a field annotated `T`, `T | None` or `tuple[...]`."""
-    hint = typing.get_type_hints(TrainConfig)[field.name]
-    if typing.get_origin(hint) is tuple:
-        return tuple
-    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    return args[0] if args else hint
 
 
 def define_config_flags(
@@ -56,11 +46,11 @@ def define_config_flags(
             flags.DEFINE_enum(
                 field.name, field.default, choices, help_text, flag_values=flag_values
             )
-        elif _field_type(field) is tuple:  # numbers, comma-separated
+        elif setting_type(field.name)[0] is tuple:  # numbers, comma-separated
             default = ",".join(str(v) for v in field.default)
             flags.DEFINE_list(field.name, default, help_text, flag_values=flag_values)
         else:
-            define = _DEFINE[_field_type(field)]
+            define = _DEFINE[setting_type(field.name)[0]]
             define(field.name, field.default, help_text, flag_values=flag_values)
         names.append(field.name)
     return names
@@ -76,20 +66,23 @@ def config_from_flags(
     Raises:
         ConfigError: a value is invalid; the error names the setting, which is the flag.
     """
-    given = {
-        name: _value(name, flag_values[name].value)
-        for name in names
-        if not flag_values[name].using_default_value
-    }
-    settings = given | overrides
+    settings = given_settings(names, flag_values) | overrides
     return TrainConfig.from_recipe(settings.pop("recipe", DEFAULT_RECIPE), **settings)
 
 
-def _value(name: str, value):
-    field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
-    if _field_type(field) is not tuple:
-        return value
-    try:
-        return tuple(float(v) for v in value)
-    except ValueError:
-        raise ConfigError(name, ",".join(value), "expected comma-separated numbers.") from None
+def given_settings(names: Iterable[str], flag_values: flags.FlagValues = flags.FLAGS) -> dict:
+    """{name: value} of the flags `names` given on the command line (or set), as the
+    settings take them (a list flag's items as one tuple).
+
+    Raises:
+        ConfigError: a tuple flag holds something that is not a number.
+    """
+    given = {}
+    for name in names:
+        if flag_values[name].using_default_value:
+            continue
+        value = flag_values[name].value
+        if setting_type(name)[0] is tuple:
+            value = parse_value(name, ",".join(value))
+        given[name] = value
+    return given

@@ -4,6 +4,7 @@ where augmentation runs, steps per compiled call. One record, stored in results.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from tf_resnet9 import backends
 from tf_resnet9.backends.device import Device, current_device
@@ -13,7 +14,8 @@ from tf_resnet9.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-    """The resolved settings of one run.
+    """The resolved settings of one run: what the config leaves open, decided once for this
+    backend, device and data (`resolve`).
 
     Attributes:
         backend: Keras' backend, "tensorflow" or "jax".
@@ -25,7 +27,9 @@ class RunSettings:
         steps_per_call: Training steps per compiled call.
         eval_batch_size: Test images per evaluation call.
         devices: Devices the run uses: each batch is split over them (data parallel, of
-            all processes), or with several seeds, their runs (`TrainConfig.seeds`).
+            all processes), or with seeds trained together, their runs.
+        seeds_together: Whether several seeds train together in one compiled program
+            (`tf_resnet9.training.lanes`), else one after another.
     """
 
     backend: str
@@ -37,17 +41,29 @@ class RunSettings:
     steps_per_call: int
     eval_batch_size: int
     devices: int = 1
+    seeds_together: bool = False
 
     def record(self) -> dict:
         """The resolved values, as results.json stores them beside the config (the device
         has an entry of its own there)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "device"}
 
+    @classmethod
+    def from_record(cls, record: dict, device: dict) -> RunSettings:
+        """The settings `record` and the device entry of a results.json give back."""
+        names = {field.name for field in dataclasses.fields(cls)} - {"device"}
+        values = {name: record[name] for name in names if name in record}
+        return cls(device=Device.from_record(device), **values)
+
+    def seed_groups(self, seeds: Sequence[int]) -> list[tuple[int, ...]]:
+        """The seeds as they train: all in one group where together, else one by one."""
+        return [tuple(seeds)] if self.seeds_together else [(seed,) for seed in seeds]
+
 
 def default_precision(device: Device) -> str:
     """bf16 mixed precision where the GPU has it, fp16 on older GPUs, float32 on the CPU.
 
-    bf16 needs no loss scaling; fp16 gets a dynamic loss scale (`tf_resnet9.builders`). On
+    bf16 needs no loss scaling; fp16 gets a dynamic loss scale (`tf_resnet9.build`). On
     the CPU, reduced precision is slower, not faster, in most builds.
     """
     if device.kind != "gpu":
@@ -70,32 +86,54 @@ def _seed_devices(seeds: int, available: int) -> int:
 
 
 def check_seeds_fit(seeds: int, devices: int) -> None:
-    """Raises ConfigError where several seeds do not split evenly over the devices (each
-    device trains the same number of whole runs)."""
+    """Raises ConfigError where seeds trained together do not split evenly over the devices
+    (each device trains the same number of whole runs)."""
     if seeds > 1 and seeds % devices:
         raise ConfigError(
             "seeds",
             seeds,
-            f"several seeds are split over the devices, the same number on each: {seeds} "
-            f"do not split over {devices} (pass a multiple of {devices}, or --devices "
+            f"seeds trained together are split over the devices, the same number on each: "
+            f"{seeds} do not split over {devices} (pass a multiple of {devices}, or --devices "
             f"{_seed_devices(seeds, devices)}).",
         )
 
 
-def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
-    """How many devices the run uses. One seed: the devices its batches are split over
-    (data parallel), of this host, and under `jax.distributed` of every process. Several
-    seeds (`seeds`): the devices of this host their runs are split over, whole runs on
-    each; unset, as many of a GPU host's as split them evenly.
+def resolve_together(config: TrainConfig, seeds: int, device: Device, backend: str) -> bool:
+    """Whether `seeds` seeds train together in one compiled program: as `seeds_together`
+    says, unset where the backend's measurement says it is faster on this kind of device
+    (`backends.default_seeds_together`).
+
+    Raises:
+        ConfigError: together asked for on TensorFlow (JAX's vmap maps the program).
+    """
+    if seeds == 1:
+        return False
+    if config.seeds_together is None:
+        return backends.default_seeds_together(device.kind)
+    if config.seeds_together and backend != "jax":
+        raise ConfigError(
+            "seeds_together",
+            True,
+            "seeds train together on Keras' JAX backend (jax.vmap); on TensorFlow they "
+            "train one after another.",
+        )
+    return config.seeds_together
+
+
+def resolve_devices(config: TrainConfig, device: Device, backend: str, together: int = 1) -> int:
+    """How many devices the run uses. One seed at a time: the devices its batches are split
+    over (data parallel), of this host, and under `jax.distributed` of every process.
+    `together` seeds trained together: the devices of this host their runs are split over,
+    whole runs on each; unset, as many of a GPU host's as split them evenly.
 
     Raises:
         ConfigError: more than the host has, a batch or seeds that do not split evenly,
-            several devices on TensorFlow, several seeds over several processes.
+            several devices on TensorFlow, seeds together over several processes.
     """
     if config.devices is None:
         count = device.count if device.kind == "gpu" else 1
-        if config.seeds > 1:
-            count = _seed_devices(config.seeds, count)
+        if together > 1:
+            count = _seed_devices(together, count)
     else:
         count = device.count if str(config.devices) == "all" else int(config.devices)
     if count > device.count:
@@ -103,12 +141,13 @@ def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
             "devices", config.devices, f"this host has {device.count} ({device.name})."
         )
     processes = backends.process_count()
-    if processes > 1 and config.seeds > 1:
+    if processes > 1 and together > 1:
         raise ConfigError(
             "seeds",
-            config.seeds,
-            f"several seeds train together on one host's devices, not over {processes} "
-            "processes of jax.distributed: start one run of seeds per host.",
+            together,
+            f"seeds train together on one host's devices, not over {processes} processes "
+            "of jax.distributed: start one run of seeds per host, or pass "
+            "--noseeds_together.",
         )
     if processes > 1:  # jax.distributed: every device of every process, one batch split
         if count != device.count:
@@ -125,8 +164,8 @@ def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
             "training over several devices runs on Keras' JAX backend (KERAS_BACKEND=jax): "
             "Keras' distribution API is not implemented for TensorFlow.",
         )
-    if config.seeds > 1:
-        check_seeds_fit(config.seeds, count)
+    if together > 1:
+        check_seeds_fit(together, count)
     elif config.batch_size % count:
         raise ConfigError(
             "devices",
@@ -137,7 +176,11 @@ def resolve_devices(config: TrainConfig, device: Device, backend: str) -> int:
 
 
 def resolve(
-    config: TrainConfig, train_images: int, test_images: int, device: Device | None = None
+    config: TrainConfig,
+    train_images: int,
+    test_images: int,
+    device: Device | None = None,
+    seeds: int = 1,
 ) -> RunSettings:
     """The settings `config` leaves open, decided for this backend, device and data.
 
@@ -145,6 +188,7 @@ def resolve(
         config: The run's settings.
         train_images, test_images: How many images the run trains and tests on.
         device: Where it runs; None: the backend's first device (`current_device`).
+        seeds: How many seeds of `config` the run trains.
 
     Raises:
         ConfigError: a setting does not fit the backend or the data.
@@ -165,7 +209,8 @@ def resolve(
             f"larger than the {train_images} training images (the last partial batch is "
             "dropped, so no step would run).",
         )
-    devices = resolve_devices(config, device, backends.NAME)
+    together = resolve_together(config, seeds, device, backends.NAME)
+    devices = resolve_devices(config, device, backends.NAME, seeds if together else 1)
     steps_per_epoch = train_images // config.batch_size
     steps_per_call = config.steps_per_call or default_steps_per_call(
         augment, device, steps_per_epoch
@@ -179,9 +224,10 @@ def resolve(
         steps_per_epoch=steps_per_epoch,
         steps_per_call=min(steps_per_call, steps_per_epoch),
         eval_batch_size=_eval_batch_size(
-            config.batch_size, test_images, devices if config.seeds == 1 else 1
+            config.batch_size, test_images, 1 if together else devices
         ),
         devices=devices,
+        seeds_together=together,
     )
 
 

@@ -244,10 +244,15 @@ class TrainConfig:
     seed: int = _setting(0, "Seeds initialisation, shuffling and augmentation.")
     seeds: int = _setting(
         1,
-        "Train this many independent runs, seeds seed, seed + 1, ...: together in one "
-        "compiled program on JAX, one after another on TensorFlow; each into "
-        "WORKDIR/seed-<n>, their summary into WORKDIR/seeds.json.",
+        "Train this many independent runs, seeds seed, seed + 1, ... (see seeds_together); "
+        "each into WORKDIR/seed-<n>, their summary into WORKDIR/seeds.json.",
         check=_at_least(1),
+    )
+    seeds_together: bool | None = _setting(
+        None,
+        "Train the --seeds in one compiled program (JAX's vmap), else one after another. "
+        "Unset: together on a GPU with JAX, where it is faster; one after another on a CPU "
+        "and on TensorFlow.",
     )
     train_limit: int | None = _setting(
         None,
@@ -313,6 +318,16 @@ class TrainConfig:
     def field_choices(name: str) -> tuple[str, ...] | None:
         """The allowed values of a text setting, or None where any value of its type goes."""
         return {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)}[name]
+
+    @property
+    def seed_values(self) -> tuple[int, ...]:
+        """The seeds of the run's `seeds` runs: seed, seed + 1, ..."""
+        return tuple(range(self.seed, self.seed + self.seeds))
+
+    def of_seed(self, seed: int) -> TrainConfig:
+        """The settings of the run of one of the seeds, as a run of that seed alone has them
+        (what its results.json and checkpoints record)."""
+        return dataclasses.replace(self, seed=seed, seeds=1)
 
     @property
     def lr_knots(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

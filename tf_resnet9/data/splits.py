@@ -27,12 +27,20 @@ class Splits:
         record: How they were drawn: results.json's "data".
     """
 
-    source: cifar.Source
+    source: cifar.Source | str
     class_names: tuple[str, ...]
     train: Split
     test: Split
     val: Split | None
     record: dict
+
+    @classmethod
+    def of_arrays(cls, train: Split, test: Split | None = None, dataset="cifar10") -> Splits:
+        """Splits of arrays in memory (the benchmarks' synthetic images; the test set the
+        training set where not given), named as `dataset`'s classes."""
+        test = train if test is None else test
+        record = {"source": "arrays", "train_images": len(train[1]), "test_images": len(test[1])}
+        return cls("arrays", cifar.class_names(dataset), train, test, None, record)
 
 
 def load_splits(

@@ -1,4 +1,4 @@
-"""The networks, by name: the one list that the config's choices, the builders and predict
+"""The networks, by name: the one list that the config's choices, the build and predict
 read. Importing this starts no Keras; `build` imports the network's module when asked."""
 
 from __future__ import annotations

@@ -1,39 +1,62 @@
-"""Checkpoints after every epoch, and resuming from the latest.
+"""Checkpoints after every epoch, and where a run resumes from.
 
-A checkpoint is one .npz file, `WORKDIR/checkpoints/epoch-NNNN.npz`, written atomically
-(a temporary file renamed into place): every variable of the model (weights and BatchNorm
-statistics), of the optimizer (velocities, the step count) and of the compiled steps (the
-moving average), and, as JSON, the epoch, the records of the epochs so far, their times,
-the epoch's confusion matrix, the compile time and the config. The random draws of an
-epoch follow from the seed and the epoch's number (`tf_resnet9.data.inputs.epoch_seed`),
-so nothing else is needed for a resumed run to continue exactly as an uninterrupted one,
-nor for a run whose training finished to write its results again.
+A checkpoint is one .npz file, `RUN_FOLDER/checkpoints/epoch-NNNN.npz`, written atomically
+(a temporary file renamed into place): every array of the run's state by name (the model's
+weights and BatchNorm statistics, the optimizer's velocities and step count, the compiled
+steps' own, such as a moving average: `tf_resnet9.training.steps.CompiledSteps.arrays`), and,
+as JSON, the epoch, the records of the epochs so far, their times, the epoch's confusion
+matrix, the compile time and the config. The random draws of an epoch follow from the seed
+and the epoch's number (`tf_resnet9.data.inputs.epoch_seed`), and the learning rate from the
+records (`tf_resnet9.training.schedules.LearningRate.replay`), so nothing else is needed for
+a resumed run to continue exactly as an uninterrupted one, nor for a run whose training
+finished to write its results again. (No Keras here.)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import zipfile
+from collections.abc import Mapping, Sequence
 
-import keras
 import numpy as np
 
+from tf_resnet9.config import TrainConfig
 from tf_resnet9.errors import CheckpointError
-from tf_resnet9.outputs.workdir import checkpoint_folder, checkpoint_paths, write_atomic
-from tf_resnet9.training.records import EpochEnd, EpochRecord, Progress
+from tf_resnet9.outputs.files import write_atomic
+from tf_resnet9.outputs.run_folder import checkpoint_folder
+from tf_resnet9.training.records import EpochRecord, Progress
 
+_FILE = "epoch-{epoch:04d}.npz"
+_PATTERN = "epoch-[0-9]*.npz"
 # Settings that may differ between a run and its resumption: they change nothing computed
-# (the devices a batch is split over change only the order of the sums).
-_FREE_TO_CHANGE = {"keep_checkpoints", "tensorboard", "grad_log_every", "devices"}
+# (the devices a batch is split over, and seeds trained together or one after another,
+# change only the order of the sums).
+_FREE_TO_CHANGE = {"keep_checkpoints", "tensorboard", "grad_log_every", "devices", "seeds_together"}
+
+
+def path_of(run_folder: str | os.PathLike, epoch: int) -> str:
+    """Where the checkpoint of `epoch` of the run in `run_folder` is."""
+    return os.path.join(checkpoint_folder(run_folder), _FILE.format(epoch=epoch))
+
+
+def paths(run_folder: str | os.PathLike) -> list[str]:
+    """The checkpoints of the run in `run_folder`, oldest first."""
+    return sorted(glob.glob(os.path.join(glob.escape(checkpoint_folder(run_folder)), _PATTERN)))
+
+
+def epoch_of(path: str) -> int:
+    """The epoch a checkpoint's file name says."""
+    return int(os.path.basename(path).removeprefix("epoch-").removesuffix(".npz"))
 
 
 @dataclasses.dataclass(frozen=True)
 class Checkpoint:
     path: str
     epoch: int
-    values: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]
     meta: dict
 
     @property
@@ -51,132 +74,107 @@ class Checkpoint:
         return self.meta["compile_time_s"]
 
 
-def _variables(model: keras.Model, optimizer, extra=()) -> dict[str, object]:
-    # Optimizer variables are keyed by position too: their paths repeat across optimizers.
-    named = {f"model/{v.path}": v for v in model.variables}
-    named |= {f"optimizer/{i}/{v.path}": v for i, v in enumerate(optimizer.variables)}
-    named |= {f"steps/{i}/{v.path}": v for i, v in enumerate(extra)}
-    return named
+def save(run_folder, arrays: Mapping[str, np.ndarray], meta: dict, keep: int) -> str:
+    """Writes the checkpoint of epoch `meta["epoch"]` (the named `arrays` and `meta`); keeps
+    the latest `keep`.
 
-
-def save(workdir, model, optimizer, meta: dict, keep: int, extra=()) -> str:
-    """Writes the checkpoint of epoch `meta["epoch"]`; keeps the latest `keep`. `extra`: the
-    compiled steps' own variables (`CompiledSteps.ema_variables`)."""
-    path = os.path.join(checkpoint_folder(workdir), f"epoch-{meta['epoch']:04d}.npz")
-    arrays = {
-        name: keras.ops.convert_to_numpy(v)
-        for name, v in _variables(model, optimizer, extra).items()
-    }
-    arrays["meta.json"] = np.array(json.dumps(meta, allow_nan=False))
-    write_atomic(path, lambda f: np.savez(f, **arrays))
-    for old in checkpoint_paths(workdir)[:-keep]:
+    Raises:
+        OutputError: it could not be written (the earlier checkpoints stay).
+    """
+    path = path_of(run_folder, meta["epoch"])
+    stored = dict(arrays) | {"meta.json": np.array(json.dumps(meta, allow_nan=False))}
+    size = sum(np.asarray(value).nbytes for value in stored.values())
+    write_atomic(path, lambda f: np.savez(f, **stored), needed=size)
+    for old in paths(run_folder)[:-keep]:
         os.remove(old)
     return path
 
 
-def load_latest(workdir) -> Checkpoint:
-    """The latest checkpoint in `workdir`.
+def load_latest(run_folder) -> Checkpoint:
+    """The latest checkpoint in `run_folder`.
 
     Raises:
         CheckpointError: there is none, or it is truncated or corrupt.
     """
-    paths = checkpoint_paths(workdir)
-    if not paths:
+    found = paths(run_folder)
+    if not found:
         raise CheckpointError(
-            f"{checkpoint_folder(workdir)}: no checkpoint to resume from (a run writes one "
+            f"{checkpoint_folder(run_folder)}: no checkpoint to resume from (a run writes one "
             "after every epoch); start the run without --resume."
         )
-    return load(paths[-1])
+    return load(found[-1])
 
 
 def load(path: str) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as stored:
-            values = {name: stored[name] for name in stored.files}
-        meta = json.loads(str(values.pop("meta.json")))
+            arrays = {name: stored[name] for name in stored.files}
+        meta = json.loads(str(arrays.pop("meta.json")))
         epoch = int(meta["epoch"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(
             f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {e}). Remove it "
             "to resume from the one before, or start the run afresh without --resume."
         ) from None
-    return Checkpoint(path, epoch, values, meta)
+    return Checkpoint(path, epoch, arrays, meta)
 
 
-def restore(checkpoint: Checkpoint, config: dict, model, optimizer, extra=()) -> Progress:
-    """Puts the checkpoint's values into the model and optimizer; returns where to go on.
-
-    Args:
-        checkpoint: What `load` read.
-        config: The run's settings (`dataclasses.asdict` of its `TrainConfig`).
-        model, optimizer, extra: What the values go into (see `save`).
+def common_epoch(run_folders: Sequence[str]) -> int | None:
+    """The latest epoch all of `run_folders` have a checkpoint of: where runs trained
+    together resume together (a run stopped while writing an epoch's checkpoints has that
+    epoch for some of them only). None where none has a checkpoint.
 
     Raises:
-        CheckpointError: it was written by a run with other settings, or another model.
+        CheckpointError: some have checkpoints and others none, or they share no epoch.
     """
-    saved = checkpoint.meta["config"]
-    current = json.loads(json.dumps(config))  # tuples as JSON has them
+    epochs = [{epoch_of(path) for path in paths(folder)} for folder in run_folders]
+    if not any(epochs):
+        return None
+    common = set.intersection(*epochs)
+    if not common:
+        listed = ", ".join(os.fspath(folder) for folder in run_folders)
+        raise CheckpointError(
+            f"the checkpoints of {listed} share no epoch to resume from together; resume "
+            "with --noseeds_together, or start afresh without --resume."
+        )
+    return max(common)
+
+
+def resume_point(run_folders: Sequence[str | None]) -> list[Checkpoint] | None:
+    """Each run's checkpoint of the `common_epoch` of `run_folders`; None where none has a
+    checkpoint (or there are no folders): they start from the beginning.
+
+    Raises:
+        CheckpointError: as `common_epoch`, or a checkpoint is truncated or corrupt.
+    """
+    epoch = None if run_folders[0] is None else common_epoch(run_folders)
+    if epoch is None:
+        return None
+    return [load(path_of(folder, epoch)) for folder in run_folders]
+
+
+def check_resumable(
+    checkpoint: Checkpoint, config: TrainConfig, shapes: Mapping[str, tuple]
+) -> None:
+    """Raises CheckpointError where `checkpoint` is not of this run: written with other
+    settings than `config`, or its arrays are not the names and `shapes` of this run's
+    state. A setting that a checkpoint of an earlier version lacks had its default."""
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    saved = json.loads(json.dumps(defaults)) | checkpoint.meta["config"]
+    current = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as JSON has them
     differ = sorted(
         name
         for name, value in current.items()
         if name not in _FREE_TO_CHANGE and saved.get(name) != value
     )
     if differ:
-        listed = ", ".join(f"{n}={saved.get(n)!r} there, {config[n]!r} here" for n in differ)
+        here = dataclasses.asdict(config)
+        listed = ", ".join(f"{n}={saved.get(n)!r} there, {here[n]!r} here" for n in differ)
         raise CheckpointError(
             f"{checkpoint.path}: written by a run with other settings ({listed}); resume "
             "with the same settings, or start afresh in another --workdir."
         )
-    variables = _variables(model, optimizer, extra)
-    if variables.keys() != checkpoint.values.keys() or any(
-        tuple(v.shape) != checkpoint.values[name].shape for name, v in variables.items()
+    if shapes.keys() != checkpoint.arrays.keys() or any(
+        tuple(shape) != checkpoint.arrays[name].shape for name, shape in shapes.items()
     ):
         raise CheckpointError(f"{checkpoint.path}: its variables do not fit this model.")
-    for name, variable in variables.items():
-        variable.assign(checkpoint.values[name])
-    return checkpoint.progress
-
-
-class Checkpointer(keras.callbacks.Callback):
-    """Saves a checkpoint at the end of every epoch (a `tf_resnet9.training.loop` callback).
-
-    Args:
-        workdir: The run's folder.
-        config: The run's settings (`dataclasses.asdict` of its `TrainConfig`; stored, and
-            compared on resuming).
-        optimizer: The model's optimizer (the loop trains without `Model.compile`).
-        keep: How many of the latest checkpoints to keep.
-        compile_time_s: The run's compile time (stored for its results).
-        progress: The records and times of a resumed run's earlier epochs.
-        extra: The compiled steps' own variables (`CompiledSteps.ema_variables`).
-    """
-
-    def __init__(
-        self,
-        workdir,
-        config: dict,
-        optimizer,
-        keep: int,
-        compile_time_s: float,
-        progress: Progress | None = None,
-        extra=(),
-    ):
-        super().__init__()
-        self.workdir, self.config, self.optimizer, self.keep = workdir, config, optimizer, keep
-        self.compile_time_s = compile_time_s
-        self.extra = extra
-        self.records = [r.as_dict() for r in (progress.records if progress else ())]
-
-    def on_epoch_end(self, epoch, logs=None):
-        end = EpochEnd.of_logs(logs)
-        self.records.append(end.record.as_dict())
-        meta = {
-            "epoch": end.record.epoch,
-            "records": self.records,
-            "eval_time_s": end.eval_time_s,
-            "hooks_time_s": end.hooks_time_s,
-            "confusion_matrix": end.confusion.tolist(),
-            "compile_time_s": self.compile_time_s,
-            "config": self.config,
-        }
-        save(self.workdir, self.model, self.optimizer, meta, self.keep, self.extra)

@@ -15,9 +15,9 @@ beside its class names (`export_saved_model` the SavedModel):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import shutil
 from collections.abc import Sequence
 
 import keras
@@ -26,7 +26,7 @@ import numpy as np
 from tf_resnet9.data.augment import MEAN, STD
 from tf_resnet9.data.cifar import IMAGE_SHAPE, checked_class_names
 from tf_resnet9.models import layers  # noqa: F401 (it registers the custom layers with Keras)
-from tf_resnet9.outputs.workdir import TEMPORARY_PREFIX, write_json_atomic
+from tf_resnet9.outputs.files import write_into_place, write_json_atomic
 
 INFERENCE_FILE = "inference.keras"
 CLASSES_FILE = "classes.json"
@@ -76,13 +76,18 @@ def inference_model(model: keras.Model, class_names: Sequence[str]) -> keras.Mod
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> str:
-    """`model.save(path)`, whole or not at all: written under a temporary name, renamed."""
-    path = os.fspath(path)
-    # A temporary name that an interrupted run's clean stop removes; Keras wants ".keras".
-    partial = os.path.join(os.path.dirname(path), TEMPORARY_PREFIX + os.path.basename(path))
-    model.save(partial)
-    os.replace(partial, path)
-    return path
+    """`model.save(path)`, whole or not at all: written under a temporary name, renamed.
+
+    Raises:
+        OutputError: it could not be written (nothing partial is left).
+    """
+    write_into_place(path, model.save, needed=_weight_bytes(model))
+    return os.fspath(path)
+
+
+def _weight_bytes(model: keras.Model) -> int:
+    """The size of the model's weights: about what a saved model needs on disk."""
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
 
 
 def save_inference_model(
@@ -144,18 +149,24 @@ def export_saved_model(
     exporting one from JAX needs TensorFlow too."""
     inference = inference_model(model, class_names)
     path = os.path.join(os.fspath(workdir), SAVED_MODEL_DIR)
-    # A SavedModel is a folder, and os.replace cannot put one over a non-empty folder: move
-    # the old one aside first, so a reader meets the old, the new, or (briefly) none.
-    partial = path + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    inference.export(partial, format="tf_saved_model", verbose=False)
-    old = path + ".old"
-    if os.path.exists(path):
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(partial, path)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def export(partial: str) -> None:
+        try:
+            inference.export(partial, format="tf_saved_model", verbose=False)
+        except OSError:
+            raise
+        except Exception as error:  # TensorFlow's own I/O errors (a full disk) are not OSError
+            text = " ".join(str(error).split())
+            if "No space left on device" in text:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+            raise OSError(None, _one_line(text)) from None
+
+    write_into_place(path, export)  # its size: the weights and a graph of unknown size
     return path
+
+
+def _one_line(text: str) -> str:
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tf_resnet9.outputs.workdir import write_atomic
+from tf_resnet9.outputs.files import write_atomic
 from tf_resnet9.training.records import EpochRecord
 
 PACKAGE = "matplotlib"  # what drawing needs

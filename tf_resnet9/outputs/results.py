@@ -11,7 +11,9 @@ import platform
 
 import numpy as np
 
-from tf_resnet9.outputs.workdir import write_json_atomic
+from tf_resnet9.config import TrainConfig
+from tf_resnet9.config.settings import RunSettings
+from tf_resnet9.outputs.files import write_json_atomic
 from tf_resnet9.training.records import EpochRecord
 
 # torch: the parity reference and the PyTorch baseline record their versions here too.
@@ -53,10 +55,10 @@ class RunResults:
     """Everything a run reports, as results.json holds it (`as_dict`; `read`).
 
     Attributes:
-        config: Every setting, resolved (the config and what `RunSettings` decided).
+        config: The run's settings (its own seed; `seeds` 1).
+        settings: What the run decided of the settings left open, and its device.
         recipe: {"name", "source"} of the recipe.
         data: How the splits were drawn (`tf_resnet9.data.splits.Splits.record`).
-        steps_per_epoch: Training steps per epoch.
         epochs: Every epoch's record.
         class_names: The name of each class, in label order.
         confusion_matrix: (classes, classes) counts of the last evaluation of the test set,
@@ -64,18 +66,16 @@ class RunResults:
         resumed_from_epoch: The epoch of the checkpoint this run resumed from, or None.
         compile_time_s, training_time_s, eval_time_s, hooks_time_s, wall_time_s: Times
             (README.org, "What the times mean").
-        device: The device it trained on.
         versions: Python's and the libraries' versions.
         environment: The environment variables that change what XLA compiles.
-        seed: The run's seed.
         unwritten: {file: why} of the end-of-run extras that could not be written (not in
             results.json, which is written before them).
     """
 
-    config: dict
+    config: TrainConfig
+    settings: RunSettings
     recipe: dict
     data: dict
-    steps_per_epoch: int
     epochs: tuple[EpochRecord, ...]
     class_names: tuple[str, ...]
     confusion_matrix: np.ndarray
@@ -85,11 +85,18 @@ class RunResults:
     eval_time_s: float
     hooks_time_s: float
     wall_time_s: float
-    device: dict
     versions: dict
     environment: dict
-    seed: int
     unwritten: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def device(self) -> dict:
+        """The device it trained on, as results.json holds it."""
+        return dataclasses.asdict(self.settings.device)
 
     @property
     def test_accuracy(self) -> float:
@@ -102,7 +109,7 @@ class RunResults:
     @property
     def images_per_s(self) -> float:
         """Training images processed per second of DAWNBench training time."""
-        images = len(self.epochs) * self.steps_per_epoch * self.config["batch_size"]
+        images = len(self.epochs) * self.settings.steps_per_epoch * self.config.batch_size
         return images / self.training_time_s
 
     @property
@@ -117,8 +124,10 @@ class RunResults:
     def as_dict(self) -> dict:
         """results.json's content: the fields, and the figures derived from them."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del fields["unwritten"]
+        del fields["unwritten"], fields["settings"]
         return fields | {
+            "config": dataclasses.asdict(self.config) | self.settings.record(),
+            "steps_per_epoch": self.settings.steps_per_epoch,
             "epochs": [record.as_dict() for record in self.epochs],
             "class_names": list(self.class_names),
             "confusion_matrix": self.confusion_matrix.tolist(),
@@ -126,6 +135,8 @@ class RunResults:
             "test_top5_accuracy": self.test_top5_accuracy,
             "per_class_accuracy": self.per_class_accuracy,
             "images_per_s": self.images_per_s,
+            "device": self.device,
+            "seed": self.seed,
         }
 
     def write(self, path: str | os.PathLike) -> None:
@@ -133,15 +144,26 @@ class RunResults:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> RunResults:
+        """The results a results.json holds (settings it does not know keep their
+        defaults: an earlier version's file)."""
         with open(path) as f:
             stored = json.load(f)
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in stored.items() if k in names}
+        config_names = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = {k: v for k, v in stored["config"].items() if k in config_names}
         return cls(
             **values
             | {
+                "config": TrainConfig(**_tuples(config)),
+                "settings": RunSettings.from_record(stored["config"], stored["device"]),
                 "epochs": tuple(EpochRecord.from_dict(r) for r in stored["epochs"]),
                 "class_names": tuple(stored["class_names"]),
                 "confusion_matrix": np.asarray(stored["confusion_matrix"], np.int64),
             }
         )
+
+
+def _tuples(settings: dict) -> dict:
+    """JSON's lists back into the tuples the settings hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}

@@ -12,10 +12,17 @@ writes). What is logged, by tag:
     confusion_matrix      the test set's confusion matrix as a picture, per epoch
     weights/<path>        a histogram of every trainable variable, at the end of the run
                           (`write_weight_histograms`)
+
+TensorBoard is an extra: a write that fails mid-run (a full disk) stops the logging for the
+rest of the run with one warning line, and training goes on; a confusion picture that
+cannot be drawn is left out, with one warning.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -40,22 +47,57 @@ EPOCH_SCALARS = {
 }
 
 
-def summary_writer(logdir: str):
-    """A tensorboardX `SummaryWriter` for `logdir` (created if missing), in an event file
-    of its own.
+class EventFile:
+    """A TensorBoard event file of its own in `logdir` (created if missing), written as the
+    calls come, from tensorboardX's own summaries and record writer.
 
-    tensorboardX names a file by the second it was opened and the host, and a second writer
-    in the same folder within that second (the weight histograms right after the last
-    epoch's, a run resumed at once) would truncate the first writer's file: a random
-    suffix keeps them apart. TensorBoard reads every file of the folder."""
-    try:
-        from tensorboardX import SummaryWriter
-    except ImportError as error:
-        raise MissingPackage(
-            f"TensorBoard logs need the {PACKAGE} package: pip install {PACKAGE} (or pass "
-            "--notensorboard)."
-        ) from error
-    return SummaryWriter(logdir, filename_suffix=f".{uuid.uuid4().hex[:8]}")
+    tensorboardX's `SummaryWriter` writes from a thread of its own: on a full disk that
+    thread dies, and once its queue of 10 events is full the next `add_scalar` blocks for
+    ever (measured with tensorboardX 2.6.5: a write failing from the 4th event blocked the
+    13th). Written here, a failed write raises in the caller instead.
+
+    tensorboardX names a file by the second it was opened and the host, and a second file in
+    the same folder within that second (the weight histograms right after the last epoch's,
+    a run resumed at once) would truncate the first: a random suffix keeps them apart.
+    TensorBoard reads every file of the folder.
+
+    Raises:
+        MissingPackage: tensorboardX is not installed.
+    """
+
+    def __init__(self, logdir: str):
+        try:
+            from tensorboardX import summary
+            from tensorboardX.event_file_writer import EventsWriter
+            from tensorboardX.proto import event_pb2
+        except ImportError as error:
+            raise MissingPackage(
+                f"TensorBoard logs need the {PACKAGE} package: pip install {PACKAGE} (or pass "
+                "--notensorboard)."
+            ) from error
+        self._summary, self._event = summary, event_pb2.Event
+        os.makedirs(logdir, exist_ok=True)
+        suffix = f".{uuid.uuid4().hex[:8]}"
+        self._writer = EventsWriter(os.path.join(logdir, "events"), suffix)
+
+    def _add(self, summary, step: int) -> None:
+        self._writer.write_event(self._event(summary=summary, step=step, wall_time=time.time()))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self._add(self._summary.scalar(tag, float(value)), step)
+
+    def image(self, tag: str, picture: np.ndarray, step: int) -> None:
+        """`picture`: uint8 (height, width, channels)."""
+        self._add(self._summary.image(tag, picture, dataformats="HWC"), step)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        self._add(self._summary.histogram(tag, values, "auto"), step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 class TensorBoard(keras.callbacks.Callback):
@@ -70,6 +112,7 @@ class TensorBoard(keras.callbacks.Callback):
             norms (`CompiledSteps.grad_groups`).
         grad_log_every: Log the gradient norms of every this many training steps (>= 1).
         steps_per_epoch: Training steps per epoch (the rows of the gradient norms).
+        out: Where the warnings go (default stderr).
     """
 
     def __init__(
@@ -79,6 +122,7 @@ class TensorBoard(keras.callbacks.Callback):
         grad_groups: Sequence[str],
         grad_log_every: int,
         steps_per_epoch: int,
+        out=None,
     ):
         super().__init__()
         for name, value in (
@@ -94,39 +138,81 @@ class TensorBoard(keras.callbacks.Callback):
         self.grad_groups = tuple(grad_groups)
         self.grad_log_every = grad_log_every
         self.steps_per_epoch = steps_per_epoch
+        self.out = out
         self._writer = None
+        self._stopped = False  # a write failed: no more logging this run
+        self._pictures = True  # the confusion picture can be drawn
+
+    def _warn(self, text: str) -> None:
+        print(f"warning: {text}", file=self.out or sys.stderr, flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._writer is None:  # opened with the first epoch's logs: a run that fails in
-            self._writer = summary_writer(self.logdir)  # its first leaves no folder
+        if self._stopped:
+            return
         end = EpochEnd.of_logs(logs)
+        self._check_grad_norms(np.asarray(end.grad_norms))
+        try:
+            if self._writer is None:  # opened with the first epoch's logs: a run that fails
+                self._writer = EventFile(self.logdir)  # in its first leaves no folder
+            self._log_epoch(epoch, end)
+            self._writer.flush()  # readable while the run goes on
+        except OSError as error:
+            self._stopped = True
+            self._close_quietly()
+            self._warn(
+                f"TensorBoard logging stopped: {self.logdir} could not be written "
+                f"({error.strerror or error}); training goes on."
+            )
+
+    def _log_epoch(self, epoch: int, end: EpochEnd) -> None:
         step = end.record.epoch  # TensorBoard's x axis counts epochs from 1, like the records
         for tag, value in epoch_scalars(end.record).items():
-            self._writer.add_scalar(tag, value, global_step=step)
+            self._writer.scalar(tag, value, step)
         self._log_grad_norms(epoch, np.asarray(end.grad_norms))
-        picture = confusion_image(end.confusion, self.class_names)
-        self._writer.add_image("confusion_matrix", picture, global_step=step, dataformats="HWC")
-        self._writer.flush()  # readable while the run goes on
+        if not self._pictures:
+            return
+        try:
+            picture = confusion_image(end.confusion, self.class_names)
+        except Exception as error:  # noqa: BLE001 - an optional picture: the run goes on
+            self._pictures = False
+            self._warn(
+                f"TensorBoard's confusion matrices left out: {type(error).__name__}: {error}"
+            )
+            return
+        self._writer.image("confusion_matrix", picture, step)
 
-    def _log_grad_norms(self, epoch: int, norms: np.ndarray) -> None:
-        """Writes the rows of `norms` (steps, groups) whose global step is due."""
+    def _close_quietly(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except OSError:
+                pass  # the write that failed fails again: the warning says it
+            self._writer = None
+
+    def _check_grad_norms(self, norms: np.ndarray) -> None:
         expected = (self.steps_per_epoch, len(self.grad_groups))
         if norms.shape != expected:
             raise ValueError(
                 f"grad_norms has shape {norms.shape}; steps_per_epoch={self.steps_per_epoch} "
                 f"and grad_groups={self.grad_groups} make it {expected}."
             )
+
+    def _log_grad_norms(self, epoch: int, norms: np.ndarray) -> None:
+        """Writes the rows of `norms` (steps, groups) whose global step is due."""
         first_step = epoch * self.steps_per_epoch + 1  # global step of row 0
         # Global steps in this epoch that are multiples of grad_log_every, as row indices.
         first_due = -(-first_step // self.grad_log_every) * self.grad_log_every
         for global_step in range(first_due, first_step + len(norms), self.grad_log_every):
             row = norms[global_step - first_step]
             for group, norm in zip(self.grad_groups, row):
-                self._writer.add_scalar(f"grad_norm/{group}", float(norm), global_step)
+                self._writer.scalar(f"grad_norm/{group}", float(norm), global_step)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError as error:
+                self._warn(f"TensorBoard's last events not written: {error.strerror or error}")
             self._writer = None
 
 
@@ -138,10 +224,10 @@ def epoch_scalars(record: EpochRecord) -> dict[str, float]:
 
 def write_weight_histograms(logdir, model: keras.Model, epoch: int) -> None:
     """A histogram of every trainable variable of `model` at step `epoch` (the last)."""
-    writer = summary_writer(str(logdir))
+    writer = EventFile(str(logdir))
     try:
         for variable in model.trainable_variables:
             values = keras.ops.convert_to_numpy(variable)
-            writer.add_histogram(f"weights/{variable.path}", values, global_step=epoch)
+            writer.histogram(f"weights/{variable.path}", values, epoch)
     finally:
         writer.close()

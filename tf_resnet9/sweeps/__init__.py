@@ -3,7 +3,7 @@ with several seeds, and what they gave, side by side.
 
     grid.py      the grid: `--set NAME=V1,V2` parsed, every combination's configs built and
                  checked before anything trains, the run folders' names, sweep.json
-    jobs.py      the unit of work: one combination's seeds trained (`train_seeds`)
+    jobs.py      the unit of work: one combination's seeds trained (`train_job`)
     queues.py    where the jobs run: this process, a process per local GPU
                  (concurrent.futures), or Ray tasks on a cluster
     driver.py    a sweep end to end (`run_sweep`): resuming, the queue, the summary

@@ -10,7 +10,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tf_resnet9.outputs import workdir as folder
+from tf_resnet9.outputs import run_folder
+from tf_resnet9.outputs.files import write_atomic, write_json_atomic
 from tf_resnet9.outputs.results import RunResults
 from tf_resnet9.sweeps import hparams, summary
 from tf_resnet9.sweeps.grid import SPEC_FILE, Combination, Grid, GridError, spec_differences
@@ -36,7 +37,7 @@ class SweepResults:
 
 def default_workdir() -> str:
     """runs/sweep-<date>-<time>."""
-    return os.path.join("runs", f"sweep-{folder.timestamp()}")
+    return os.path.join("runs", f"sweep-{run_folder.timestamp()}")
 
 
 def check_workdir(workdir: str | os.PathLike, grid: Grid, data_dir) -> None:
@@ -56,7 +57,7 @@ def check_workdir(workdir: str | os.PathLike, grid: Grid, data_dir) -> None:
                 f"--workdir {workdir} holds a sweep with other settings ({'; '.join(differences)})"
                 ": resume it with its own flags, or use another --workdir."
             )
-    elif os.path.isdir(workdir) and os.listdir(workdir):
+    elif os.path.isdir(workdir) and set(os.listdir(workdir)) - {run_folder.LOCK_FILE}:
         raise GridError(
             f"--workdir {workdir} holds files but no {SPEC_FILE}: it is not a sweep's folder; "
             "use another --workdir."
@@ -71,8 +72,8 @@ def prepare(workdir: str | os.PathLike, grid: Grid, data_dir) -> None:
         ConfigError: it cannot be created.
     """
     check_workdir(workdir, grid, data_dir)
-    folder.make_workdir(workdir)
-    folder.write_json_atomic(os.path.join(workdir, SPEC_FILE), grid.spec(data_dir))
+    run_folder.make_folder(workdir)
+    write_json_atomic(os.path.join(workdir, SPEC_FILE), grid.spec(data_dir))
 
 
 def run_sweep(
@@ -100,12 +101,22 @@ def run_sweep(
     """
     out = out or sys.stdout
     workdir = os.fspath(workdir)
+    run_folder.make_folder(workdir)
+    lock = run_folder.FolderLock(workdir)  # one sweep at a time in it
+    lock.acquire()
+    try:
+        return _run(grid, combinations, data_dir, workdir, queue, out)
+    finally:
+        lock.release()
+
+
+def _run(grid, combinations, data_dir, workdir: str, queue, out) -> SweepResults:
     prepare(workdir, grid, data_dir)
     data_dir = None if data_dir is None else os.path.abspath(os.path.expanduser(data_dir))
     outcomes: dict[str, Outcome] = {}
     jobs, kept = _pending_jobs(combinations, workdir, data_dir, outcomes)
     runs = len(combinations) * grid.seeds
-    todo = sum(len(job.configs) for job in jobs)
+    todo = sum(len(job.seeds) for job in jobs)
     print(
         f"sweep: {len(combinations)} combination{'s' * (len(combinations) != 1)} x "
         f"{grid.seeds} seed{'s' * (grid.seeds != 1)} = {runs} runs in {workdir}: "
@@ -124,25 +135,26 @@ def _pending_jobs(combinations, workdir, data_dir, outcomes) -> tuple[list[Job],
     before (its outcome read back into `outcomes`)."""
     jobs, kept = [], []
     for combination in combinations:
-        configs, run_dirs = [], []
+        seeds, run_dirs = [], []
         for config in combination.configs:
             name = combination.run_name(config.seed)
             run_dir = os.path.abspath(os.path.join(workdir, name))
             before = finished(run_dir)
             if before is None:
-                configs.append(config)
+                seeds.append(config.seed)
                 run_dirs.append(run_dir)
                 continue
             outcomes[name] = before
-            file = DIVERGED_FILE if isinstance(before, Diverged) else folder.RESULTS_FILE
+            file = DIVERGED_FILE if isinstance(before, Diverged) else run_folder.RESULTS_FILE
             kept.append(f"{name}: finished before ({file}), not run again")
-        if configs:
-            jobs.append(Job(combination.name, tuple(configs), tuple(run_dirs), data_dir))
+        if seeds:
+            config = combination.configs[0]
+            jobs.append(Job(combination.name, config, tuple(seeds), tuple(run_dirs), data_dir))
     return jobs, kept
 
 
 def _train(jobs: Sequence[Job], workdir: str, queue, outcomes: dict, out) -> list[str]:
-    todo = sum(len(job.configs) for job in jobs)
+    todo = sum(len(job.seeds) for job in jobs)
     print(f"runs: {queue.description}; each run's output in its folder's {LOG_FILE}", file=out)
     trained = []
 
@@ -188,7 +200,7 @@ def _summarise(grid, combinations, workdir, outcomes, trained, out) -> SweepResu
         table += f"\nbest median: {best[0].label} ({best[0].median:.2%})"
     summary.write_csv(rows, os.path.join(workdir, summary.CSV_FILE))
     summary.draw(rows, os.path.join(workdir, summary.PNG_FILE), title(grid, combinations))
-    folder.write_atomic(
+    write_atomic(
         os.path.join(workdir, summary.TABLE_FILE), lambda f: f.write((table + "\n").encode())
     )
     print(table, file=out)

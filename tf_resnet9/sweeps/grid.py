@@ -12,17 +12,15 @@ import hashlib
 import itertools
 import os
 import re
-import typing
 from collections.abc import Mapping, Sequence
 
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.recipes import DEFAULT_RECIPE
+from tf_resnet9.config.values import format_value, parse_value, setting_type
 from tf_resnet9.errors import ConfigError
 
 SPEC_FILE = "sweep.json"
 SEED = "seed"  # the seeds are --seed and --seeds, never an axis
-_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
-_NONE = "none"  # an optional setting left unset (the run resolves it), e.g. precision=none
 # A run folder's name keeps these characters and replaces the others with "_": letters,
 # digits and . _ = , + - are safe in file names on Linux, macOS and Windows.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
@@ -46,15 +44,6 @@ def _fields() -> dict[str, dataclasses.Field]:
     return {field.name: field for field in dataclasses.fields(TrainConfig)}
 
 
-def _kind(name: str) -> tuple[type, bool]:
-    """(int, float, bool, str or tuple; whether None is allowed) of a setting."""
-    hint = typing.get_type_hints(TrainConfig)[name]
-    if typing.get_origin(hint) is tuple:
-        return tuple, False
-    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    return (args[0] if args else hint), bool(typing.get_args(hint))
-
-
 def _check_name(name: str) -> None:
     if name in (SEED, "seeds"):
         raise GridError(
@@ -70,34 +59,6 @@ def _check_name(name: str) -> None:
         )
 
 
-def parse_value(name: str, text: str):
-    """The value of setting `name` written as `text` (a tuple as comma-separated numbers).
-
-    Raises:
-        ConfigError: `text` is not a value of the setting's type.
-    """
-    kind, optional = _kind(name)
-    text = text.strip()
-    if optional and text.lower() == _NONE:
-        return None
-    if kind is tuple:
-        try:
-            return tuple(float(part) for part in text.split(","))
-        except ValueError:
-            raise ConfigError(name, text, "expected comma-separated numbers.") from None
-    if kind is bool:
-        if text.lower() not in _TRUE + _FALSE:
-            raise ConfigError(name, text, "expected true or false.")
-        return text.lower() in _TRUE
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise ConfigError(name, text, f"expected {what}.") from None
-    return text  # a choice: TrainConfig checks it against the allowed values
-
-
 def parse_set(text: str) -> Axis:
     """An `Axis` from `--set NAME=V1,V2,...`; a tuple setting's values (e.g. lr_milestones)
     are separated by ':' instead, each a comma list: `lr_milestones=0.5,0.75:0.3,0.6,0.9`.
@@ -111,7 +72,7 @@ def parse_set(text: str) -> Axis:
     if not equals or not name or not listed.strip():
         raise GridError(f"--set {text!r} is invalid: expected NAME=V1,V2,...")
     _check_name(name)
-    separator = ":" if _kind(name)[0] is tuple else ","
+    separator = ":" if setting_type(name)[0] is tuple else ","
     try:
         values = tuple(parse_value(name, part) for part in listed.split(separator))
     except ConfigError as error:
@@ -122,17 +83,6 @@ def parse_set(text: str) -> Axis:
             f"--set {name}: {format_value(repeated[0])} is given twice; each value once."
         )
     return Axis(name, values)
-
-
-def format_value(value) -> str:
-    """A setting's value as `--set` takes it: a tuple comma-separated, None as none."""
-    if value is None:
-        return _NONE
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(format_value(v) for v in value)
-    return repr(value) if isinstance(value, float) else str(value)  # repr: shortest exact
 
 
 def _folder_value(value) -> str:

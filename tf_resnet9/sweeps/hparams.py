@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from tf_resnet9.config.values import format_value
 from tf_resnet9.errors import MissingPackage
 from tf_resnet9.outputs.results import RunResults
-from tf_resnet9.sweeps.grid import format_value
 
 FOLDER = "tensorboard"  # in the sweep's workdir
 # The metrics' tags: not a tag the runs log per epoch (accuracy/test), whose points at the

@@ -27,7 +27,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
 from tf_resnet9.errors import MissingPackage
-from tf_resnet9.sweeps.jobs import Job, Outcome, train_seeds
+from tf_resnet9.sweeps.jobs import Job, Outcome, train_job
 
 RAY_INSTALL = "pip install 'tf_resnet9[sweep]' (or pip install 'ray[default]')"
 # What the processes that train must see as the sweep's process does: the backend, and what
@@ -79,7 +79,7 @@ class InProcessQueue:
 
     def run(self, jobs: Sequence[Job], started: Started, done: Done) -> None:
         for job in jobs:
-            train_seeds(job, started, done)
+            train_job(job, started, done)
 
     def close(self) -> None:
         pass
@@ -98,7 +98,7 @@ class GpuQueue:
         work: What a worker runs per job (the tests pass a stand-in).
     """
 
-    def __init__(self, gpus: Sequence[str], work: Callable[[Job], list[Outcome]] = train_seeds):
+    def __init__(self, gpus: Sequence[str], work: Callable[[Job], list[Outcome]] = train_job):
         if not gpus:
             raise ValueError("gpus is empty: GpuQueue needs at least one GPU.")
         self.gpus = tuple(gpus)
@@ -169,7 +169,7 @@ class RayQueue:
         ConnectionError: no cluster at `address`.
     """
 
-    def __init__(self, address: str, work: Callable[[Job], list[Outcome]] = train_seeds):
+    def __init__(self, address: str, work: Callable[[Job], list[Outcome]] = train_job):
         self.ray = import_ray()
         self._started_ray = not self.ray.is_initialized()
         if self._started_ray:

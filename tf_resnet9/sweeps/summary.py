@@ -11,8 +11,9 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from tf_resnet9.config.recipes import RECIPES
-from tf_resnet9.outputs.workdir import write_atomic
-from tf_resnet9.sweeps.grid import Combination, format_value
+from tf_resnet9.config.values import format_value
+from tf_resnet9.outputs.files import write_atomic
+from tf_resnet9.sweeps.grid import Combination
 from tf_resnet9.sweeps.jobs import Diverged, Outcome
 
 CSV_FILE = "sweep.csv"

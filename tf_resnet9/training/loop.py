@@ -1,32 +1,35 @@
 """The epoch loop: compiled training calls, evaluation after every epoch, DAWNBench timing,
 and Keras callbacks for everything else (progress, logging, checkpoints).
 
+One state passes from call to call and from epoch to epoch (Page's `train_epoch(state,
+...)`, flax's `TrainState`): the compiled calls consume it and return the next, evaluation
+reads it, and the callbacks read it by name (`EpochEnd.arrays`). The Keras variables are
+written once, when training ends (`Lanes.finish`): a saved model needs them; the epochs do
+not. Each step's learning rate is an input of its call, from the run's `LearningRate`,
+which sees every epoch's record before the next epoch starts (the plateau rule).
+
 Callbacks follow Keras' protocol (`keras.callbacks.Callback`): `on_train_begin`,
 `on_epoch_begin(epoch)`, `on_epoch_end(epoch, logs)` and `on_train_end(logs)`, with
 0-based epochs as in `Model.fit`. The logs of an epoch are its record's figures
 (`tf_resnet9.training.records.EpochRecord`: "lr", "train_loss", "test_acc", ...) and,
-under `EpochEnd.KEY`, the record itself with the confusion matrix, the gradient norms and
-the evaluation and callback times so far (`EpochEnd`). When a callback runs, the model's
-and the optimizer's variables hold the epoch's weights; what a callback changes in them
-(the plateau schedule cuts the learning rate) is what the next epoch trains with. The loop
-trains outside `Model.fit`: callbacks get one batch event per compiled call,
+under `EpochEnd.KEY`, the record itself with the confusion matrix, the gradient norms, the
+evaluation and callback times so far and the state's arrays (`EpochEnd`). The loop trains
+outside `Model.fit`: callbacks get one batch event per compiled call,
 `on_train_batch_end(batch, logs)` with the index of the call's last step and logs
 {"steps": steps of the epoch dispatched so far}: on a GPU, where an epoch is one call,
-there is none within an epoch; while an epoch trains, the variables' arrays belong to the
-compiled calls (JAX donates them), so a batch event must not read the weights. The time
-callbacks take is excluded from the training time.
+there is none within an epoch. The time callbacks take is excluded from the training time.
 
-`fit_lanes` is the same loop over steps whose compiled calls train several runs at once
-(seeds, `tf_resnet9.training.seeds`): it unstacks their metrics and states per run ("lane")
-and gives each its own records, evaluation and callbacks; `fit` is its one-lane case.
+The steps may train several runs at once (lanes: seeds, `tf_resnet9.training.lanes`): the
+loop unstacks their metrics and states and gives each lane its own learning rate, records,
+evaluation and callbacks; one run is the one-lane case.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import keras
 import numpy as np
@@ -37,9 +40,23 @@ from tf_resnet9.data.inputs import TrainInput, chunk_lengths
 from tf_resnet9.errors import TrainingDiverged
 from tf_resnet9.training import evaluation
 from tf_resnet9.training.evaluation import EvalSet
+from tf_resnet9.training.lanes import Lanes
 from tf_resnet9.training.records import EpochEnd, EpochRecord, Progress
-from tf_resnet9.training.steps import CompiledSteps
+from tf_resnet9.training.schedules import LearningRate
 from tf_resnet9.training.stopwatch import Stopwatch
+
+
+class Trainable(Protocol):
+    """What `fit` trains (`tf_resnet9.build.Training`)."""
+
+    steps: Lanes
+    learning_rates: Sequence[LearningRate]  # each lane's
+    epochs: int
+
+    def inputs(self) -> tuple[TrainInput, dict[str, EvalSet]]:
+        """(training input, {"test": ..., and "val": ... with a validation set}), placed
+        where the steps read them; built after the clock starts (DAWNBench times the
+        preprocessing: moving the data to the device, padding)."""
 
 
 class EpochTotals(NamedTuple):
@@ -50,7 +67,8 @@ class EpochTotals(NamedTuple):
 
 
 class Fit(NamedTuple):
-    """What `fit` returns: the per-epoch records, the DAWNBench times, the last evaluation."""
+    """What `fit` returns per lane: the per-epoch records, the DAWNBench times, the last
+    evaluation."""
 
     records: tuple[EpochRecord, ...]
     training_time_s: float  # preprocessing and training; evaluation and callbacks excluded
@@ -60,68 +78,90 @@ class Fit(NamedTuple):
 
 
 def warm_up(
-    steps: CompiledSteps, make_input: Callable[[], TrainInput], eval_sets: Sequence[EvalSet]
+    steps: Lanes, train_input: TrainInput, eval_sets: Sequence[EvalSet], state=None
 ) -> float:
     """Compiles everything a run executes on inputs of the real shapes, then forgets it.
 
-    DAWNBench excludes compilation from the training time. `make_input()` builds a training
-    input on stand-in data; one epoch of it runs the preprocessing and the per-epoch
-    shuffling ops once, and every distinct shape of step call once, with its updates
-    discarded: training starts from the initial weights.
+    DAWNBench excludes compilation from the training time. `train_input` is a training input
+    on stand-in data; one epoch of it runs the preprocessing and the per-epoch shuffling
+    ops once, and every distinct shape of step call once, with its updates discarded:
+    training starts from the weights it had.
 
     Returns:
         Seconds spent.
     """
     start = time.perf_counter()
-    train_input = make_input()
     train = steps.train_fn(train_input.batches)
     outputs, seen = [], set()
-    for first, (chunk, length) in _chunks(train_input, 1):
+    lengths = chunk_lengths(train_input.steps, train_input.steps_per_call)
+    for chunk, length in zip(train_input.epoch(1), lengths):
         if length not in seen:
             seen.add(length)
-            outputs.append(steps.run_discarding_updates(train, first, chunk))
+            rates = steps.stack([np.zeros(length, np.float32)] * len(steps.lanes))
+            position = (ops.convert_to_tensor(0, "int32"), rates)
+            outputs.append(steps.run_discarding_updates(train, position, chunk))
     backends.wait(outputs)
     for eval_set in eval_sets:
-        evaluation.evaluate_lanes(steps, steps.initial_state(), eval_set)
+        evaluation.evaluate_lanes(steps, state or steps.initial_state(), eval_set)
     return time.perf_counter() - start
 
 
-def _chunks(train_input: TrainInput, number: int):
-    """(index of the chunk's first step in the epoch, as an int32 tensor; (chunk, steps))
-    for each compiled call of epoch `number`."""
-    lengths = chunk_lengths(train_input.steps, train_input.steps_per_call)
-    starts = np.cumsum([0, *lengths[:-1]])
-    for start, item in zip(starts, zip(train_input.epoch(number), lengths)):
-        yield ops.convert_to_tensor(start, "int32"), item
-
-
 def run_epoch(
-    steps: CompiledSteps, state, train_input: TrainInput, number: int = 1, on_call=None
-) -> tuple[object, EpochTotals]:
-    """Epoch `number` in compiled calls; waits for the device only at the end, for totals.
+    training: Trainable, state, train_input: TrainInput, number: int = 1
+) -> tuple[object, list[EpochTotals]]:
+    """Trains epoch `number` and waits for the device: (state, each lane's totals). For the
+    benchmarks and probes, which time epochs; `fit` is the run's loop."""
+    steps = training.steps
+    state, calls = _dispatch(steps, state, train_input, training.learning_rates, number)
+    per_call = [(steps.unstack(metrics), count) for metrics, count in calls]
+    lanes = range(len(steps.lanes))
+    return state, [
+        epoch_totals([(metrics[k], count) for metrics, count in per_call]) for k in lanes
+    ]
+
+
+def first_call(training: Trainable, train_input: TrainInput) -> tuple[tuple, tuple]:
+    """(position, chunk) of epoch 1's first compiled call, as `fit` makes them: for reading
+    the compiled program (`CompiledSteps.train_fn(...).program(state, position, chunk)`)."""
+    count = chunk_lengths(train_input.steps, train_input.steps_per_call)[0]
+    rates = training.steps.stack([rate.lr_at(np.arange(count)) for rate in training.learning_rates])
+    return (ops.convert_to_tensor(0, "int32"), rates), next(iter(train_input.epoch(1)))
+
+
+def _dispatch(
+    steps: Lanes,
+    state,
+    train_input: TrainInput,
+    learning_rates: Sequence[LearningRate],
+    number: int,
+    on_call=None,
+):
+    """Dispatches epoch `number` in compiled calls, each lane at its learning rates; does
+    not wait for the device.
 
     Args:
         on_call: Called with the steps dispatched so far after each call. It must not read
             the call's results: that would make the host wait for the device.
+
+    Returns:
+        (state, [(CallMetrics, steps of the call)]).
     """
-    state, calls = _dispatch(steps, state, train_input, number, on_call)
-    return state, _epoch_totals(calls)
-
-
-def _dispatch(steps, state, train_input: TrainInput, number: int, on_call):
-    """(state, [(CallMetrics, steps of the call)]) of epoch `number`, not waited for."""
     train = steps.train_fn(train_input.batches)
-    calls, dispatched = [], 0
-    for first, (chunk, count) in _chunks(train_input, number):
-        state, totals = train(state, first, chunk)
+    lengths = chunk_lengths(train_input.steps, train_input.steps_per_call)
+    first_update = (number - 1) * train_input.steps
+    calls, done = [], 0
+    for chunk, count in zip(train_input.epoch(number), lengths):
+        updates = np.arange(first_update + done, first_update + done + count)
+        rates = steps.stack([rate.lr_at(updates) for rate in learning_rates])
+        state, totals = train(state, (ops.convert_to_tensor(done, "int32"), rates), chunk)
         calls.append((totals, count))
-        dispatched += count
+        done += count
         if on_call is not None:
-            on_call(dispatched)
+            on_call(done)
     return state, calls
 
 
-def _epoch_totals(calls) -> EpochTotals:
+def epoch_totals(calls) -> EpochTotals:
     """The epoch's totals from its calls' metrics (of one lane); waits for the device."""
     loss_sum, correct, steps_done, first_nonfinite = 0.0, 0, 0, None
     for totals, count in calls:
@@ -136,77 +176,56 @@ def _epoch_totals(calls) -> EpochTotals:
 
 
 def fit(
-    steps: CompiledSteps,
-    make_inputs: Callable[[], tuple[TrainInput, dict[str, EvalSet]]],
-    epochs: int,
-    lr_of_update: Callable[[int], float],
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    progress: Progress | None = None,
-) -> Fit:
-    """Trains up to epoch `epochs`, evaluating after each, and leaves the weights in the model.
-    The DAWNBench rule: the clock runs from before the training set is prepared to the end
-    of the last epoch's training steps, and stops for evaluation and callbacks.
+    training: Trainable,
+    state,
+    progress: Sequence[Progress],
+    callbacks: Sequence[Sequence[keras.callbacks.Callback]],
+    names: Sequence[str] | None = None,
+) -> list[Fit]:
+    """Trains every lane of `training.steps` from `state` up to epoch `training.epochs`,
+    evaluating after each epoch, and leaves the last state in the lanes' models. The
+    DAWNBench rule: the clock runs from before the training set is prepared to the end of
+    the last epoch's training steps, and stops for evaluation and callbacks.
 
     Args:
-        steps: The compiled steps, their variables holding the weights to start from.
-        make_inputs: Returns (training input, {"test": test set} and, if there is one,
-            "val": the validation set); called once, after the clock starts, because
-            DAWNBench times preprocessing (moving the data to the device, padding) as part
-            of training.
-        epochs: The last epoch to train.
-        lr_of_update: The learning rate of an update (0-based), for the records.
-        callbacks: Keras callbacks, called with every epoch's record.
-        progress: Where a resumed run starts: after the epochs of its records, with their
-            times. None: from epoch 1.
+        training: The steps, their learning rates, the epochs and the inputs.
+        state: The state to start from (`steps.initial_state()`, or a checkpoint's).
+        progress: Each lane's epochs done so far, with their times (all at one epoch).
+        callbacks: Each lane's Keras callbacks, called with its records.
+        names: Each lane's name, starting the messages of `TrainingDiverged` (e.g.
+            "seed 3"); None for one lane.
+
+    Returns:
+        Each lane's `Fit`.
 
     Raises:
         TrainingDiverged: a training loss, or an evaluation's loss or accuracy, became NaN
             or infinite; no callback sees that epoch.
     """
-    (fitted,) = fit_lanes(steps, make_inputs, epochs, [lr_of_update], [callbacks], [progress])
-    return fitted
-
-
-def fit_lanes(
-    steps,
-    make_inputs: Callable[[], tuple[TrainInput, dict[str, EvalSet]]],
-    epochs: int,
-    lr_of_update: Sequence[Callable[[int], float]],
-    callbacks: Sequence[Sequence[keras.callbacks.Callback]],
-    progress: Sequence[Progress | None],
-    names: Sequence[str] | None = None,
-) -> list[Fit]:
-    """`fit` for steps of several lanes trained together (`steps.lanes`: seeds, in
-    `tf_resnet9.training.seeds`), each lane with its own learning rate record, callbacks
-    (called with its model holding its weights) and progress, all at the same epoch; one
-    clock for all; `names`: each lane's, for the messages of `TrainingDiverged` (e.g.
-    "seed 3"). Returns each lane's `Fit`.
-    """
-    progress = [p or Progress((), 0.0, 0.0) for p in progress]
+    steps = training.steps
     done = len(progress[0].records)
     if any(len(p.records) != done for p in progress):
         raise ValueError("the lanes resume from different epochs: they train together.")
-    if epochs <= done:
-        raise ValueError(f"epochs={epochs} is invalid: the run already has {epochs} or more.")
-    records = [list(p.records) for p in progress]
+    if training.epochs <= done:
+        raise ValueError(f"epochs={training.epochs} is invalid: the run has that many already.")
     lists = [
         keras.callbacks.CallbackList(list(lane_callbacks), model=lane.model)
         for lane_callbacks, lane in zip(callbacks, steps.lanes)
     ]
     clock = Stopwatch(progress[0].training_time_s)
-    train_input, eval_sets = make_inputs()
+    inputs = training.inputs()
     clock.lap(counts=True)  # preprocessing
-    times = {"eval": progress[0].eval_time_s, "hooks": progress[0].hooks_time_s}  # excluded
-    names = names or [""] * len(steps.lanes)
-    epoch = _Epoch(steps, train_input, eval_sets, lists, lr_of_update, clock, times, names)
-    state = steps.initial_state()
+    excluded = {"eval": progress[0].eval_time_s, "hooks": progress[0].hooks_time_s}
+    epoch = _Epoch(training, *inputs, lists, clock, excluded, names or [""] * len(steps.lanes))
+    records = [list(p.records) for p in progress]
     for callback_list in lists:
         callback_list.on_train_begin()
-    for number in range(done + 1, epochs + 1):
+    for number in range(done + 1, training.epochs + 1):
         state, confusions = epoch.run(state, number, records)
     steps.finish(state)
     for callback_list, lane_records in zip(lists, records):
         callback_list.on_train_end(lane_records[-1].as_dict())
+    times = epoch.times
     return [
         Fit(tuple(lane_records), clock.total, times["eval"], times["hooks"], confusion)
         for lane_records, confusion in zip(records, confusions)
@@ -214,13 +233,12 @@ def fit_lanes(
 
 
 class _Epoch(NamedTuple):
-    """One epoch of `fit_lanes`: what stays the same from epoch to epoch."""
+    """One epoch of `fit`: what stays the same from epoch to epoch."""
 
-    steps: object
+    training: Trainable
     train_input: TrainInput
     eval_sets: dict[str, EvalSet]
     lists: list  # each lane's keras.callbacks.CallbackList
-    lr_of_update: Sequence[Callable[[int], float]]
     clock: Stopwatch
     times: dict  # "eval" and "hooks": the seconds excluded from training so far
     names: Sequence[str]  # each lane's name in messages ("" alone)
@@ -228,7 +246,7 @@ class _Epoch(NamedTuple):
     def run(self, state, number: int, records: list[list[EpochRecord]]):
         """Trains and evaluates epoch `number`, appends each lane's record to its
         `records` and calls its callbacks; returns (state, each lane's confusion matrix)."""
-        steps, clock, times = self.steps, self.clock, self.times
+        steps, clock, times = self.training.steps, self.clock, self.times
         for callback_list in self.lists:
             callback_list.on_epoch_begin(number - 1)
         times["hooks"] += clock.lap(counts=False)
@@ -237,10 +255,11 @@ class _Epoch(NamedTuple):
             for callback_list in self.lists:
                 callback_list.on_train_batch_end(done - 1, {"steps": done})
 
-        state, calls = _dispatch(steps, state, self.train_input, number, on_call)
+        rates = self.training.learning_rates
+        state, calls = _dispatch(steps, state, self.train_input, rates, number, on_call)
         per_call = [(steps.unstack(metrics), count) for metrics, count in calls]
         totals = [
-            _epoch_totals([(lanes[k], count) for lanes, count in per_call])
+            epoch_totals([(lanes[k], count) for lanes, count in per_call])
             for k in range(len(steps.lanes))
         ]  # waits for the device: before the clock's lap
         epoch_time = clock.lap(counts=True)
@@ -254,28 +273,32 @@ class _Epoch(NamedTuple):
             {name: lanes[k] for name, lanes in per_set.items()} for k in range(len(steps.lanes))
         ]
         times["eval"] += clock.lap(counts=False)
-        # The epoch's weights into the variables, before anything reads them (the records
-        # read the optimizer's learning rate): the training calls consumed the arrays the
-        # variables held.
-        for lane, lane_state in zip(steps.lanes, steps.unstack(state)):
-            lane.finish(lane_state)
         times_s = {"epoch_time_s": epoch_time, "training_time_s": clock.total}
+        last_update = number * self.train_input.steps - 1
         new = []  # every lane's figures checked before any callback sees one
-        lanes = zip(self.names, totals, evaluations, self.lr_of_update)
-        for name, lane_totals, lane_evaluations, lr in lanes:
+        lanes = zip(self.names, totals, evaluations, rates)
+        for name, lane_totals, lane_evaluations, rate in lanes:
+            figures = _figures(number, lane_totals, lane_evaluations, self.train_input)
+            lr = float(rate.lr_at(last_update))  # of the epoch's last update
             with _named(name):
-                record = _record(
-                    number, lane_totals, lane_evaluations, self.train_input, lr, times_s
-                )
-            new.append(record)
-        # The first lane last: its progress rows are the ones shown (`experiment_seeds`),
-        # and a row shown means that every lane's checkpoint of the epoch is on disk.
+                new.append(_checked(EpochRecord(**figures, lr=lr, **times_s)))
+        lane_states = steps.unstack(state)
+        # The first lane last: its progress rows are the ones shown, and a row shown means
+        # that every lane's checkpoint of the epoch is on disk.
         for k in reversed(range(len(steps.lanes))):
-            records[k].append(new[k])
-            confusion = evaluations[k]["test"].confusion
-            end = EpochEnd(new[k], confusion, totals[k].grad_norms, times["eval"], times["hooks"])
+            record = new[k]
+            records[k].append(record)
+            rates[k].end_epoch(record)
+            end = EpochEnd(
+                record,
+                evaluations[k]["test"].confusion,
+                totals[k].grad_norms,
+                times["eval"],
+                times["hooks"],
+                lambda k=k: steps.lanes[k].arrays(lane_states[k]),
+                lambda k=k: steps.lanes[k].model_of(lane_states[k]),
+            )
             self.lists[k].on_epoch_end(number - 1, end.logs())
-        state = steps.stack([lane.initial_state() for lane in steps.lanes])  # as they left them
         times["hooks"] += clock.lap(counts=False)
         return state, [e["test"].confusion for e in evaluations]
 
@@ -291,12 +314,11 @@ def _named(name: str):
         raise TrainingDiverged(f"{name}: {error}") from None
 
 
-def _record(epoch, totals: EpochTotals, evaluations, train_input, lr_of_update, times_s):
-    """The epoch's record, if every figure of it is finite."""
+def _figures(epoch, totals: EpochTotals, evaluations, train_input) -> dict:
+    """The epoch's figures of training and evaluation."""
     steps_per_epoch = train_input.steps
     figures = {
         "epoch": epoch,
-        "lr": lr_of_update(epoch * steps_per_epoch - 1),  # of the epoch's last update
         "train_loss": totals.mean_loss,
         "train_acc": totals.correct / (steps_per_epoch * train_input.batch_size),
     }
@@ -306,17 +328,7 @@ def _record(epoch, totals: EpochTotals, evaluations, train_input, lr_of_update, 
             f"{name}_acc": result.accuracy,
             f"{name}_top5_acc": result.top5_accuracy,
         }
-    return _checked(EpochRecord(**figures, **times_s))
-
-
-def _check_training(totals: EpochTotals, epoch: int, steps_per_epoch: int) -> None:
-    step = totals.first_nonfinite_step
-    if step is not None:
-        raise TrainingDiverged(
-            f"the training loss became NaN or infinite at epoch {epoch}, step {step} of "
-            f"{steps_per_epoch} (step {(epoch - 1) * steps_per_epoch + step} overall); "
-            "stopped, no results written."
-        )
+    return figures
 
 
 def _checked(record: EpochRecord) -> EpochRecord:
@@ -329,3 +341,13 @@ def _checked(record: EpochRecord) -> EpochRecord:
             "results written for this epoch."
         )
     return record
+
+
+def _check_training(totals: EpochTotals, epoch: int, steps_per_epoch: int) -> None:
+    step = totals.first_nonfinite_step
+    if step is not None:
+        raise TrainingDiverged(
+            f"the training loss became NaN or infinite at epoch {epoch}, step {step} of "
+            f"{steps_per_epoch} (step {(epoch - 1) * steps_per_epoch + step} overall); "
+            "stopped, no results written."
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -58,6 +59,14 @@ class EpochEnd(NamedTuple):
     grad_norms: np.ndarray  # float32 (steps, layer groups) of the epoch
     eval_time_s: float  # evaluation time of the run so far
     hooks_time_s: float  # time in callbacks so far
+    # The run's state after the epoch, its arrays by name (weights, BatchNorm statistics,
+    # optimizer, ...), copied to the host when called: the one copy of the truth, which the
+    # Keras model's variables are not during training on JAX (they keep the weights the
+    # run started from; on TensorFlow they are the state).
+    arrays: Callable[[], dict[str, np.ndarray]]
+    # The Keras model, its variables set to the epoch's state when called: for a callback
+    # that needs a model (to save or evaluate it), at the cost of a copy of the weights.
+    model: Callable[[], object]
 
     KEY = "epoch_end"
 

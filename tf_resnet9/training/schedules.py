@@ -1,6 +1,6 @@
 """Learning rates: the recipe's piecewise-linear one, the step and cosine decays of the
 classic CIFAR ResNets (built on Keras' own schedules), and a cut on a loss plateau (Keras'
-`ReduceLROnPlateau`)."""
+`ReduceLROnPlateau`), each run's as one `LearningRate`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import types
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import ops
+
+from tf_resnet9.training.records import EpochRecord
 
 
 @keras.saving.register_keras_serializable(package="tf_resnet9")
@@ -115,42 +118,57 @@ def cosine(
     )
 
 
-class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-    """Keras' `ReduceLROnPlateau` (mode "min"), for a loop that trains outside `Model.fit`.
-
-    After each epoch: if `monitor` has not fallen below its best by more than `min_delta`
-    for `patience` epochs in a row, lr becomes max(lr * factor, min_lr); no cut once lr is
-    at `min_lr`. Keras' rule, unchanged; two things are added. The callback writes the lr
-    of `optimizer` (the loop's model is not compiled, so `model.optimizer` is unset), and
-    the epoch loop carries the new value into the compiled steps' state (on JAX the lr is
-    part of the state; `tf_resnet9.training.loop.fit`). A resumed run replays the records of the
-    epochs before it (`earlier`) to restore the counters, and so cuts where an
-    uninterrupted run would.
+class LearningRate:
+    """The learning rate of every update of a run: the one object that knows it. The epoch
+    loop hands each compiled call its steps' rates (`lr_at`), the records read the rate of
+    an epoch's last update from it, and it sees each epoch's record (`end_epoch`), which the
+    plateau rule cuts on.
 
     Args:
-        optimizer: A Keras optimizer with a constant learning rate (a variable).
-        initial_lr: The learning rate the run started with (for the replay).
-        earlier: The records of the epochs already trained (a resumed run).
-        **kwargs: Keras' arguments: monitor, factor, patience, min_delta, cooldown, min_lr.
+        schedule: A Keras schedule of the update count (`PiecewiseLinear`, `multi_step`,
+            `cosine`), tabulated for `updates` updates and the one after (past them, that
+            last value: each of these schedules is constant after its end); a number: a
+            constant rate, or with `plateau`, the starting one.
+        updates: The run's updates.
+        plateau: Keras' `ReduceLROnPlateau` (mode "min"), unchanged, applied after each
+            epoch to its record: if the monitored loss has not fallen below its best by more
+            than `min_delta` for `patience` epochs in a row, the rate becomes
+            max(rate * factor, min_lr); no cut once at `min_lr`. None: the schedule alone.
     """
 
-    def __init__(self, optimizer, initial_lr: float, earlier: Sequence[dict] = (), **kwargs):
-        super().__init__(mode="min", **kwargs)
-        self._optimizer = optimizer
-        self._initial_lr = initial_lr
-        self._earlier = list(earlier)
-
-    def set_model(self, model):
-        del model  # Keras' callback reads model.optimizer
-        super().set_model(types.SimpleNamespace(optimizer=self._optimizer))
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if not self._earlier:
+    def __init__(
+        self,
+        schedule: keras.optimizers.schedules.LearningRateSchedule | float,
+        updates: int,
+        plateau: keras.callbacks.ReduceLROnPlateau | None = None,
+    ):
+        self._plateau = plateau
+        if plateau is None:
+            # Once, before any clock runs: the rates of every update, on the host.
+            steps = np.arange(updates + 1)
+            values = schedule(steps) if callable(schedule) else np.full(steps.shape, schedule)
+            self._table = np.asarray(ops.convert_to_numpy(values)).astype(np.float32)
             return
-        # Replay on a stand-in optimizer: the real one's lr was restored with the checkpoint.
-        stand_in = types.SimpleNamespace(learning_rate=self._initial_lr)
-        keras.callbacks.Callback.set_model(self, types.SimpleNamespace(optimizer=stand_in))
-        for epoch, record in enumerate(self._earlier):
-            self.on_epoch_end(epoch, dict(record))
-        self.set_model(None)
+        # Keras' rule reads and sets `model.optimizer.learning_rate`: here, this holder.
+        self._holder = types.SimpleNamespace(learning_rate=float(schedule))
+        plateau.set_model(types.SimpleNamespace(optimizer=self._holder))
+        plateau.on_train_begin()
+
+    def lr_at(self, updates) -> np.ndarray:
+        """float32 rates of the updates numbered `updates` (0-based, over the whole run):
+        Keras' convention, a schedule called with the count of updates done before."""
+        updates = np.asarray(updates)
+        if self._plateau is not None:
+            return np.full(updates.shape, self._holder.learning_rate, np.float32)
+        return self._table[np.clip(updates, 0, len(self._table) - 1)]
+
+    def end_epoch(self, record: EpochRecord) -> None:
+        """Sees an epoch's record (the plateau rule cuts on it)."""
+        if self._plateau is not None:
+            self._plateau.on_epoch_end(record.epoch - 1, record.as_dict())
+
+    def replay(self, records: Sequence[EpochRecord]) -> None:
+        """Sees the records of a resumed run's epochs, so that it goes on as an
+        uninterrupted run would (the plateau rule's counters and cuts)."""
+        for record in records:
+            self.end_epoch(record)

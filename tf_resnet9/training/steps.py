@@ -44,11 +44,14 @@ def layer_group(variable_path: str) -> str:
 
 
 class CompiledSteps:
-    """Trains and evaluates a classifier with the recipe's loss, compiled.
+    """Trains and evaluates a classifier with the recipe's loss, compiled: one run, one
+    lane of `tf_resnet9.training.lanes.Lanes`.
 
     The step functions take and return a `state` whose contents depend on the backend;
-    callers only pass it along, starting from `initial_state()`, and call `finish` to leave
-    the last one in the model's variables.
+    callers pass it along, from `initial_state()` (the variables' values) to the next call,
+    read it by name with `arrays`, and call `finish` to leave the last one in the model's
+    variables. The learning rate of each step is an input of the call (`train_fn`), unless
+    the optimizer follows a schedule of its own (`train_on_batches`).
 
     Args:
         model: Maps normalised float images (B, 32, 32, 3) to logits.
@@ -96,51 +99,73 @@ class CompiledSteps:
                 keras.Variable(ops.convert_to_numpy(v), trainable=False, name=f"ema_{i}")
                 for i, v in enumerate(model.trainable_variables + model.non_trainable_variables)
             ]
-        self._state = backends.TrainingState(
-            (
-                model.trainable_variables,
-                model.non_trainable_variables,
-                optimizer.variables,
-                self.ema_variables,
-            ),
-            optimizer,
+        groups = (
+            model.trainable_variables,
+            model.non_trainable_variables,
+            optimizer.variables,
+            self.ema_variables,
         )
+        self._state = backends.TrainingState(groups, optimizer)
+        # The state's arrays by name, as checkpoints store them (optimizer and extra
+        # variables by position too: their paths repeat).
+        self.names = [
+            *(f"model/{v.path}" for v in groups[0] + groups[1]),
+            *(f"optimizer/{i}/{v.path}" for i, v in enumerate(groups[2])),
+            *(f"steps/{i}/{v.path}" for i, v in enumerate(groups[3])),
+        ]
+        self._variables = [v for group in groups for v in group]
         paths = [variable.path for variable in model.trainable_variables] if grad_norms else []
         self.grad_groups = tuple(dict.fromkeys(layer_group(path) for path in paths))
         self._group_of = [self.grad_groups.index(layer_group(path)) for path in paths]
         self._loss_and_grads = backends.value_and_grad(self._loss)
         self._jit = jit
         self._train_fns = {}
+        # Where each step is given its learning rate, it replaces the optimizer's own value.
+        self._rate_settable = isinstance(optimizer.learning_rate, keras.Variable)
         # Evaluation reads the state the next training call consumes: not donated.
         self.evaluate = self.placement.compile(self._evaluate, jit)
 
     def train_fn(self, batches):
         """The compiled call that trains on one chunk of a training input:
-        `fn(state, first_step, chunk) -> (state, CallMetrics)`, step i of the chunk on
-        `batches(chunk, i)`; `first_step` (int32) is the index in its epoch (from 0) of the
-        chunk's first step. One program per distinct `batches`
-        (`tf_resnet9.data.inputs.Batches`), compiled on its first call. `fn.compiled` is
-        the compiled function, which takes chunks placed by `fn.place(chunk)`, and
-        `fn.program(state, first_step, chunk)` its optimised program as text (XLA's HLO),
-        where the data-parallel tests and benchmarks count the all-reduces."""
+        `fn(state, position, chunk) -> (state, CallMetrics)`, step i of the chunk on
+        `batches(chunk, i)`. `position` is (first_step, learning_rates): the index in its
+        epoch (from 0, int32) of the chunk's first step, and each step's learning rate
+        (float32, one per step of the chunk; None: the optimizer's own schedule). One
+        program per distinct `batches` (`tf_resnet9.data.inputs.Batches`), compiled on its
+        first call. `fn.compiled` is the compiled function, which takes positions and
+        chunks placed by `fn.place(position, chunk)`, and `fn.program(state, position,
+        chunk)` its optimised program as text (XLA's HLO), where the data-parallel tests
+        and benchmarks count the all-reduces."""
         if batches not in self._train_fns:
             train = self.train_program(batches)
             compiled = self.placement.compile(train, self._jit, donate=True)
             put = self.placement.put
 
-            def place(chunk):
-                return tuple(put(array, axis) for array, axis in zip(chunk, batches.batch_axes))
+            def place(position, chunk):
+                first_step, learning_rates = position
+                if learning_rates is not None:
+                    learning_rates = put(learning_rates)
+                placed = tuple(put(array, axis) for array, axis in zip(chunk, batches.batch_axes))
+                return (first_step, learning_rates), placed
 
             self._train_fns[batches] = placed_call(compiled, place)
         return self._train_fns[batches]
 
     def train_program(self, batches):
-        """The pure function `train_fn` compiles, `(state, first_step, chunk) -> (state,
-        CallMetrics)`: for `tf_resnet9.training.seeds`, which maps it over several states."""
+        """The pure function `train_fn` compiles, `(state, position, chunk) -> (state,
+        CallMetrics)`: for `tf_resnet9.training.lanes`, which maps it over several states."""
 
-        def train(state, first_step, chunk):
+        def train(state, position, chunk):
+            first_step, learning_rates = position
+            if learning_rates is not None and not self._rate_settable:
+                raise ValueError(
+                    "the optimizer follows a learning-rate schedule of its own, and the steps "
+                    "were given their rates: build it with a constant learning rate, which "
+                    "the steps' rates replace."
+                )
             count = batches.count(chunk)
-            return self._steps(state, first_step, count, lambda i: batches(chunk, i))
+            batch = lambda i: batches(chunk, i)  # noqa: E731
+            return self._steps(state, first_step, learning_rates, count, batch)
 
         return train
 
@@ -151,7 +176,7 @@ class CompiledSteps:
         return self._evaluate
 
     # The epoch loop trains "lanes": runs that share the compiled calls, their states and
-    # metrics stacked on a leading axis (`tf_resnet9.training.seeds.SeedSteps`). These steps
+    # metrics stacked on a leading axis (`tf_resnet9.training.lanes.SeedSteps`). These steps
     # are one run: one lane, nothing stacked.
 
     @property
@@ -171,9 +196,10 @@ class CompiledSteps:
     def train_on_batches(self, state, images, labels, first_step: int = 0):
         """Steps on batches the caller prepared: float32 images (S, B, 32, 32, 3), normalised
         and augmented, and int32 labels (S, B); `first_step`, the index in its epoch of the
-        first. Returns (state, CallMetrics)."""
+        first; the learning rate the optimizer's own. Returns (state, CallMetrics)."""
         train = self.train_fn(PreparedBatches())
-        return train(state, ops.convert_to_tensor(first_step, "int32"), (images, labels))
+        position = (ops.convert_to_tensor(first_step, "int32"), None)
+        return train(state, position, (images, labels))
 
     def initial_state(self):
         """The state for the first step function call: the variables as they are now."""
@@ -182,6 +208,29 @@ class CompiledSteps:
     def finish(self, state) -> None:
         """Leaves `state` in the Keras variables (to save or inspect the model)."""
         self._state.finish(state)
+
+    def model_of(self, state) -> keras.Model:
+        """The model, its variables set to `state` (which stays usable)."""
+        self.finish(state)
+        return self.model
+
+    def arrays(self, state) -> dict[str, object]:
+        """The state's arrays by name (`names`), copied to the host: what a checkpoint
+        stores. Read them before the state goes into the next training call, which
+        consumes it."""
+        values = [value for group in self._state.values(state) for value in group]
+        return {name: ops.convert_to_numpy(value) for name, value in zip(self.names, values)}
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        """Each array of the state's shape, by name."""
+        return {name: tuple(v.shape) for name, v in zip(self.names, self._variables)}
+
+    def restore(self, arrays: dict) -> None:
+        """Puts named arrays (a checkpoint's, `arrays`'s) into the variables, which the
+        next `initial_state` reads."""
+        for name, variable in zip(self.names, self._variables):
+            variable.assign(arrays[name])
 
     def keep_evaluated_weights(self) -> None:
         """Puts the values evaluation uses (the average, with `ema`) into the model's
@@ -210,13 +259,13 @@ class CompiledSteps:
                 to_differentiate = self.optimizer.scale_loss(loss)
         return to_differentiate, (loss, logits, non_trainable)
 
-    def _step(self, state, step_in_epoch, images, labels):
+    def _step(self, state, step_in_epoch, learning_rate, images, labels):
         trainable, non_trainable, optimizer_values, _ = self._state.values(state)
         (_, (loss, logits, non_trainable)), grads = self._loss_and_grads(
             trainable, non_trainable, optimizer_values, images, labels
         )
         correct = ops.sum(ops.cast(ops.argmax(logits, axis=-1) == labels, "int32"))
-        state = self._state.apply(state, grads, non_trainable)
+        state = self._state.apply(state, grads, non_trainable, learning_rate)
         if self.ema is not None:
             state = self._update_ema(state, step_in_epoch)
         return state, loss, correct, self._norms(grads)
@@ -250,12 +299,14 @@ class CompiledSteps:
             squares[group] = squares[group] + ops.sum(ops.square(ops.cast(grad, "float32")))
         return ops.sqrt(ops.stack(squares))  # (groups,)
 
-    def _steps(self, state, first_step, count: int, batch):
-        """`count` steps in one loop; step i trains on `batch(i)` = (images, labels)."""
+    def _steps(self, state, first_step, learning_rates, count: int, batch):
+        """`count` steps in one loop; step i trains on `batch(i)` = (images, labels) at
+        `learning_rates[i]` (None: the optimizer's own)."""
 
         def step(i, carry):
             state, totals = carry
-            state, loss, correct, norms = self._step(state, first_step + i, *batch(i))
+            lr = None if learning_rates is None else learning_rates[i]
+            state, loss, correct, norms = self._step(state, first_step + i, lr, *batch(i))
             first = ops.where(
                 (totals.first_nonfinite < 0) & ~ops.isfinite(loss), i, totals.first_nonfinite
             )
@@ -311,17 +362,17 @@ class CompiledSteps:
 
 
 def placed_call(compiled, place):
-    """`compiled(state, first_step, chunk)` on chunks as a training input yields them, each
-    placed by `place` first; with what a profile or a test of the program needs: the
-    compiled function itself (`.compiled`), `.place`, and `.program(state, first_step,
-    chunk)`, the optimised program's text."""
+    """`compiled(state, position, chunk)` on positions and chunks as the epoch loop and a
+    training input make them, placed by `place(position, chunk)` first; with what a profile
+    or a test of the program needs: the compiled function itself (`.compiled`), `.place`,
+    and `.program(state, position, chunk)`, the optimised program's text."""
 
-    def placed(state, first_step, chunk):
-        return compiled(state, first_step, place(chunk))
+    def placed(state, position, chunk):
+        return compiled(state, *place(position, chunk))
 
     placed.compiled, placed.place = compiled, place
-    placed.program = lambda state, first, chunk: backends.program_text(
-        compiled, state, first, place(chunk)
+    placed.program = lambda state, position, chunk: backends.program_text(
+        compiled, state, *place(position, chunk)
     )
     return placed
 

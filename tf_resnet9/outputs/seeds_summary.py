@@ -10,9 +10,10 @@ import os
 import statistics
 from collections.abc import Sequence
 
+from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.recipes import RECIPES
+from tf_resnet9.outputs.files import write_atomic, write_json_atomic
 from tf_resnet9.outputs.results import RunResults
-from tf_resnet9.outputs.workdir import write_atomic, write_json_atomic
 
 
 def summary(accuracies: Sequence[float], target: float | None) -> dict:
@@ -34,15 +35,15 @@ class SeedsResults:
     """The seeds' results (`runs`, in seed order) and their summary, as seeds.json holds it.
 
     Attributes:
-        config: The settings of the whole run (`seeds` and the first `seed` among them).
+        config: The settings of the whole run (`seeds`, and `seed`, the first of them).
         runs: Each seed's results, as its own results.json holds them.
         run_dirs: Each seed's run folder (None without a workdir).
-        together: Whether the seeds trained together in one compiled program (JAX), or one
-            after another (TensorFlow).
+        together: Whether the seeds trained together in one compiled program (JAX's vmap),
+            or one after another.
         unwritten: {file: why} of the files not written, over every seed's and seeds.png.
     """
 
-    config: dict
+    config: TrainConfig
     runs: tuple[RunResults, ...]
     run_dirs: tuple[str | None, ...]
     together: bool
@@ -51,13 +52,13 @@ class SeedsResults:
     @property
     def target(self) -> float | None:
         """The test accuracy the recipe's source reports for the model, if any."""
-        return RECIPES[self.config["recipe"]].reported.get(self.config["model"])
+        return RECIPES[self.config.recipe].reported.get(self.config.model)
 
     @property
     def summary(self) -> dict:
         return summary([run.test_accuracy for run in self.runs], self.target) | {
-            "reported": dict(RECIPES[self.config["recipe"]].reported),
-            "reported_note": RECIPES[self.config["recipe"]].note,
+            "reported": dict(RECIPES[self.config.recipe].reported),
+            "reported_note": RECIPES[self.config.recipe].note,
         }
 
     def as_dict(self) -> dict:
@@ -72,7 +73,7 @@ class SeedsResults:
             for run, run_dir in zip(self.runs, self.run_dirs)
         ]
         return {
-            "config": self.config,
+            "config": dataclasses.asdict(self.config),
             "together": self.together,
             "seeds": seeds,
             "summary": self.summary,
