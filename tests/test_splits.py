@@ -5,6 +5,7 @@ import pytest
 
 from tests.cifar_files import fake_cifar10, write_folder
 from tf_resnet9.data.splits import balanced_subset, load_splits
+from tf_resnet9.data.stats import channel_stats
 from tf_resnet9.errors import ConfigError
 
 CLASS_SORTED = np.repeat(np.arange(10), 100)  # 1,000 labels, class by class
@@ -74,3 +75,24 @@ def test_without_limits_the_splits_are_the_whole_data(data_dir):
     assert (len(splits.train[1]), len(splits.test[1]), splits.val) == (200, 50, None)
     assert splits.record["train_subset"] is None and splits.record["test_subset"] is None
     assert splits.class_names[0] == "airplane"
+
+
+def test_the_record_holds_the_training_images_statistics_and_size(data_dir):
+    splits = load_splits(data_dir, "cifar10", train_limit=100)
+    assert splits.image_size == 32 and splits.record["image_size"] == 32
+    assert splits.normalization == channel_stats(splits.train[0])
+    assert splits.record["normalization"] == {
+        "mean": list(splits.normalization.mean),
+        "std": list(splits.normalization.std),
+        "of": "the training images",
+    }
+    assert splits.record["read"] == {"format": "official CIFAR-10 files (folder)"}
+    assert splits.num_classes == 10
+
+
+def test_cifar_resized_to_another_image_size(data_dir):
+    splits = load_splits(data_dir, "cifar10", image_size=16)
+    assert splits.train[0].shape == (200, 16, 16, 3) and splits.test[0].shape == (50, 16, 16, 3)
+    assert splits.record["read"]["resized"] == {"count": 250, "to": 16}
+    same = load_splits(data_dir, "cifar10", image_size=32)  # the size it has: untouched
+    np.testing.assert_array_equal(same.train[0], load_splits(data_dir, "cifar10").train[0])
