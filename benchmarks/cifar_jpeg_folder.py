@@ -12,7 +12,8 @@ order (`tf_resnet9.data.folders`) is then the order the shared converter
 (`cifar10_from_jpeg.py`) writes the pickled files in. --train/--test keep the first N/10
 images of each class, as the converter does.
 
-With --check, both copies are read (`load_splits`, once as a class folder, once as the
+With --check PICKLED_DIR (what the shared converter wrote from the same .npz:
+`python3 cifar10_from_jpeg.py PICKLED_DIR`), both copies are read (`load_splits`, once as a class folder, once as the
 pickled files) and compared array for array; the JSON (--out, default
 benchmarks/results/cifar-jpeg-folder-check.json) records the result, how long each read
 took, and the command.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import os
 import sys
 import time
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.cifar_jpeg_folder " + " ".join(sys.argv[1:]),
         "when": datetime.datetime.now().isoformat(timespec="seconds"),
         "npz": os.path.abspath(args.npz),
+        "pickled": os.path.abspath(args.check),
         **findings,
-        "versions": library_versions(),
+        "versions": library_versions() | {"pillow": importlib.metadata.version("pillow")},
         "environment": environment(),
     }
     out = args.out or os.path.join("benchmarks", "results", "cifar-jpeg-folder-check.json")

@@ -183,7 +183,8 @@ def _keys(source: TfdsSource, builder) -> tuple[str, str, tuple[str, ...]]:
     if not (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)):
         keys = ("image", "label")
     image_key, label_key = keys
-    image, label = features.get(image_key), features.get(label_key)
+    image = features[image_key] if image_key in features.keys() else None
+    label = features[label_key] if label_key in features.keys() else None
     if type(image).__name__ != "Image" or not hasattr(label, "names"):
         raise DatasetError(
             f"{source}: no (image, label) pair to train on: expected an Image feature and a "
@@ -198,9 +199,10 @@ def _image_size(source, builder, image_key: str, given: int | None) -> tuple[int
         return given, "given"
     height, width = builder.info.features[image_key].shape[:2]
     if height is None or width is None or height != width:
+        sizes = "of varying size" if None in (height, width) else f"{width}x{height}"
         raise DatasetError(
-            f"{source}: its images are {height or 'any'}x{width or 'any'} (height x width), "
-            "not one square size: give --image_size N to resize every image to NxN."
+            f"{source}: its images are {sizes}, not one square size: give --image_size N "
+            "to resize every image to NxN."
         )
     return height, "the data set's image size"
 
