@@ -13,10 +13,10 @@ order (`tf_resnet9.data.folders`) is then the order the shared converter
 images of each class, as the converter does.
 
 With --check PICKLED_DIR (what the shared converter wrote from the same .npz:
-`python3 cifar10_from_jpeg.py PICKLED_DIR`), both copies are read (`load_splits`, once as a class folder, once as the
-pickled files) and compared array for array; the JSON (--out, default
-benchmarks/results/cifar-jpeg-folder-check.json) records the result, how long each read
-took, and the command.
+`python3 cifar10_from_jpeg.py PICKLED_DIR`), both copies are read (`load_splits`, once as
+a class folder, once as the pickled files) and compared array for array; the JSON (--out,
+default benchmarks/results/cifar-jpeg-folder-check.json) records the result, how long each
+read took, and the command.
 
 The .npz layout (`/work/shared/data/cifar10_jpeg_q75.npz`): train_jpeg and test_jpeg (all
 JPEG files concatenated, uint8), train_offsets and test_offsets (N + 1 byte offsets),
