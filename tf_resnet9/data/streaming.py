@@ -28,7 +28,7 @@ from keras import ops
 
 from tf_resnet9 import backends
 from tf_resnet9.data import augment
-from tf_resnet9.data.inputs import epoch_seed
+from tf_resnet9.data.inputs import epoch_seed, hashable_normalization, input_geometry
 
 LOADERS = ("tf.data", "grain")
 # The share of the device's memory the padded training set may take and still be placed
@@ -46,6 +46,8 @@ class StreamBatches:
 
     pad: str
     cutout: bool
+    geometry: augment.Geometry = augment.CIFAR  # the padding's, crop's and cutout's sizes
+    normalization: tuple | None = None  # (mean, std) per channel; None: CIFAR-10's
     # Each step's images and labels split along the batch; the steps' seeds on every device.
     batch_axes = (1, 1, None)
     shared = (False, False, False)  # each seed streams its own batches
@@ -55,9 +57,11 @@ class StreamBatches:
 
     def __call__(self, chunk, i):
         images, labels, seeds = chunk  # (S, B, H, W, 3) uint8, (S, B) int32, S seeds
-        padded = augment.pad_images(images[i], self.pad)  # (B, H + 2 PAD, W + 2 PAD, 3)
-        params = augment.draw_params(padded.shape[0], seeds[i])
-        return augment.augment(padded, params, self.cutout), labels[i]
+        geometry = self.geometry
+        padded = augment.pad_images(images[i], self.pad, geometry.pad)  # (B, H + 2 pad, ...)
+        params = augment.draw_params(padded.shape[0], seeds[i], geometry)
+        images = augment.augment(padded, params, self.cutout, geometry, self.normalization)
+        return images, labels[i]
 
 
 class StreamingInput:
@@ -75,6 +79,7 @@ class StreamingInput:
             steps place them as they call (`CompiledSteps.train_fn`).
         loader: "tf.data" or "grain"; None: tf.data on TensorFlow, grain on JAX.
         threads: Threads gathering batches.
+        geometry, normalization: As `DeviceInput`'s.
     """
 
     def __init__(
@@ -89,6 +94,8 @@ class StreamingInput:
         placement=None,
         loader: str | None = None,
         threads: int = LOADER_THREADS,
+        geometry: augment.Geometry | None = None,
+        normalization=None,
     ):
         del placement  # the compiled steps place each chunk (`batches.batch_axes`)
         loader = loader or ("tf.data" if backends.NAME == "tensorflow" else "grain")
@@ -104,7 +111,8 @@ class StreamingInput:
         self.seed = seed
         self.loader = loader
         self.threads = threads
-        self.batches = StreamBatches(pad, cutout)
+        geometry = input_geometry(images, geometry)
+        self.batches = StreamBatches(pad, cutout, geometry, hashable_normalization(normalization))
 
     def reseeded(self, seed: int) -> StreamingInput:
         """The same input drawing its shuffles and augmentations from `seed`."""
