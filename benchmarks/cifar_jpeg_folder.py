@@ -89,16 +89,14 @@ def check(folder: str, pickled: str) -> dict:
         for k, part in enumerate(("images", "labels"))
     }
     same["class_names"] = from_folder.class_names == from_pickles.class_names
-    same["normalization"] = (
-        from_folder.record["normalization"] == (from_pickles.record["normalization"])
-    )
+    same["normalization"] = from_folder.normalization == from_pickles.normalization
     return {
         "identical": same,
         "train_images": len(from_folder.train[1]),
         "test_images": len(from_folder.test[1]),
         "read_s": {"class_folder": round(folder_s, 2), "pickled": round(pickled_s, 2)},
-        "normalization": from_folder.record["normalization"],
-        "folder_record": from_folder.record,
+        "normalization": from_folder.normalization.as_dict(),
+        "folder_record": from_folder.results_record,
     }
 
 

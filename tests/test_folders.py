@@ -180,7 +180,7 @@ def test_train_alone_holds_out_the_test_set(tmp_path):
     assert read_class_folder(tmp_path).test is None
     splits = load_splits(tmp_path, "folder", val_split=4)
     assert (len(splits.train[1]), len(splits.test[1]), splits.val) == (8, 4, None)
-    assert splits.record["read"]["test_set"] == "the 4 images of --val_split"
+    assert splits.read["test_set"] == "the 4 images of --val_split"
     assert np.bincount(splits.test[1]).tolist() == [2, 2]  # class-balanced
     with pytest.raises(ConfigError, match="val_split=0 is invalid: class folder .* has no test"):
         load_splits(tmp_path, "folder")

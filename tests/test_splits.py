@@ -77,22 +77,29 @@ def test_without_limits_the_splits_are_the_whole_data(data_dir):
     assert splits.class_names[0] == "airplane"
 
 
-def test_the_record_holds_the_training_images_statistics_and_size(data_dir):
+def test_the_results_record_adds_the_statistics_size_and_source_to_the_record(data_dir):
     splits = load_splits(data_dir, "cifar10", train_limit=100)
-    assert splits.image_size == 32 and splits.record["image_size"] == 32
+    assert splits.image_size == 32 and splits.num_classes == 10
     assert splits.normalization == channel_stats(splits.train[0])
-    assert splits.record["normalization"] == {
-        "mean": list(splits.normalization.mean),
-        "std": list(splits.normalization.std),
-        "of": "the training images",
+    # The record as runs so far wrote it; the results record adds to it.
+    assert set(splits.record) == {
+        "source", "train_images", "validation_images", "test_images", "train_subset",
+        "test_subset",
+    }  # fmt: skip
+    assert splits.results_record == splits.record | {
+        "image_size": 32,
+        "normalization": {
+            "mean": list(splits.normalization.mean),
+            "std": list(splits.normalization.std),
+            "of": "the training images",
+        },
+        "read": {"format": "official CIFAR-10 files (folder)"},
     }
-    assert splits.record["read"] == {"format": "official CIFAR-10 files (folder)"}
-    assert splits.num_classes == 10
 
 
 def test_cifar_resized_to_another_image_size(data_dir):
     splits = load_splits(data_dir, "cifar10", image_size=16)
     assert splits.train[0].shape == (200, 16, 16, 3) and splits.test[0].shape == (50, 16, 16, 3)
-    assert splits.record["read"]["resized"] == {"count": 250, "to": 16}
+    assert splits.read["resized"] == {"count": 250, "to": 16}
     same = load_splits(data_dir, "cifar10", image_size=32)  # the size it has: untouched
     np.testing.assert_array_equal(same.train[0], load_splits(data_dir, "cifar10").train[0])

@@ -73,7 +73,7 @@ def test_load_splits_reads_tfds_by_name():
     splits = load_splits(FIXTURE_DIR, "tfds:tf_resnet9_tiny/rgb", train_limit=9)
     assert len(splits.train[1]) == 9 and len(splits.test[1]) == 6
     assert splits.class_names == tfds_fixture.CLASS_NAMES and splits.image_size == 8
-    assert splits.record["read"]["format"] == "tensorflow-datasets"
+    assert splits.read["format"] == "tensorflow-datasets"
     assert splits.record["source"] == f"tfds:tf_resnet9_tiny/rgb in {FIXTURE_DIR}"
     assert splits.normalization is not None
 

@@ -1,8 +1,8 @@
 """A run's data: the training, validation and test splits drawn from a data set (the
 official CIFAR files, `tf_resnet9.data.cifar`; a class folder, `tf_resnet9.data.folders`;
 tensorflow-datasets by name, `tf_resnet9.data.tfds_source`), the per-channel statistics of
-the training images (`tf_resnet9.data.stats`), and the record of how they were drawn, for
-results.json."""
+the training images (`tf_resnet9.data.stats`), and the record of how they were drawn and
+what was read, for results.json."""
 
 from __future__ import annotations
 
@@ -33,9 +33,12 @@ class Splits:
         test: The test images (after --test_limit); where the data has no test set, the
             images held out of the training set by --val_split.
         val: The validation images held out of the training set, or None.
-        record: How they were drawn: results.json's "data".
+        record: How they were drawn (where from, how many, the subsets): results.json's
+            "data" as it has been; `results_record` adds what follows.
         normalization: The per-channel mean and standard deviation of `train`'s images.
         image_size: The images' height and width.
+        read: What the source read: its format, files, what was resized or converted (a
+            class folder's and a tfds data set's readers say more than CIFAR's).
     """
 
     source: object
@@ -46,10 +49,23 @@ class Splits:
     record: dict
     normalization: stats.ChannelStats | None = None
     image_size: int = cifar.IMAGE_SHAPE[0]
+    read: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def results_record(self) -> dict:
+        """`record` with the image size, the normalisation and what was read: all of
+        results.json's "data" once the run records it (`record` alone keeps the files
+        of runs so far as they were)."""
+        normalization = self.normalization.as_dict() if self.normalization else None
+        return self.record | {
+            "image_size": self.image_size,
+            "normalization": normalization and normalization | {"of": "the training images"},
+            "read": self.read,
+        }
 
 
 def load_splits(
@@ -113,13 +129,9 @@ def load_splits(
         "test_images": len(test[1]),
         "train_subset": _subset_record(train_limit, subset_seed, train[1], classes),
         "test_subset": _subset_record(test_limit, subset_seed, test[1], classes),
-        "image_size": int(train[0].shape[1]),
-        "normalization": normalization.as_dict() | {"of": "the training images"},
-        "read": read,
     }
-    return Splits(
-        source, class_names, train, test, val, record, normalization, int(train[0].shape[1])
-    )
+    size = int(train[0].shape[1])
+    return Splits(source, class_names, train, test, val, record, normalization, size, read)
 
 
 def _read(data_dir, dataset: str, image_size, skip_bad, cache_dir):
