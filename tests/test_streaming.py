@@ -7,6 +7,7 @@ import pytest
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.data import streaming
 from tf_resnet9.data.inputs import DeviceInput
 from tf_resnet9.data.streaming import (
     DEVICE_SHARE,
@@ -75,6 +76,20 @@ def test_a_set_memory_mapped_from_disk_streams_the_same_batches(loader, tmp_path
     streamed = StreamingInput(on_disk, LABELS, BATCH, PER_CALL, seed=3, loader=loader)
     placed = DeviceInput(IMAGES, LABELS, BATCH, PER_CALL, seed=3)
     assert_same_batches(step_batches(streamed, 1), step_batches(placed, 1))
+
+
+def test_a_chunk_holds_at_most_chunk_bytes_of_images(monkeypatch):
+    monkeypatch.setattr(streaming, "CHUNK_BYTES", 3 * BATCH * IMAGES[0].nbytes)
+    assert StreamingInput(IMAGES, LABELS, BATCH, 100, 0).steps_per_call == 3
+    assert StreamingInput(IMAGES, LABELS, BATCH, 2, 0).steps_per_call == 2
+    monkeypatch.setattr(streaming, "CHUNK_BYTES", 1)  # never under one step
+    assert StreamingInput(IMAGES, LABELS, BATCH, 100, 0).steps_per_call == 1
+
+
+def test_the_device_memory_is_known_on_a_cpu():
+    # A CPU's "device" memory is the host's; a GPU's comes from JAX (TensorFlow: unknown).
+    if backends.gpu() is None:
+        assert streaming.device_memory_bytes() > 2**30
 
 
 def test_an_unknown_loader_or_padding_is_refused():

@@ -36,6 +36,11 @@ LOADERS = ("tf.data", "grain")
 # 512 in float32 needs a few GB), and the evaluation sets'.
 DEVICE_SHARE = 0.5
 READ_AHEAD = 4  # chunks the loaders prepare ahead of the device
+# The most image bytes in one chunk: a GPU run's steps_per_call is an epoch, which streamed
+# would gather the whole set before the first call (and hold it on the device, which is what
+# streaming avoids); chunks this size let the loader work while the device trains (CIFAR at
+# batch 512: 21 steps a call; 64x64: 5).
+CHUNK_BYTES = 32 * 2**20
 LOADER_THREADS = max(1, min(8, os.cpu_count() or 1))  # threads gathering batches
 
 
@@ -74,7 +79,9 @@ class StreamingInput:
         images: uint8 (N, H, W, 3): an array, or one memory-mapped from disk (np.load with
             mmap_mode="r"), which is then read, not loaded.
         labels: int (N,).
-        batch_size, steps_per_call, seed, pad, cutout: As `DeviceInput`'s.
+        batch_size, seed, pad, cutout: As `DeviceInput`'s.
+        steps_per_call: The most steps per compiled call; fewer where that many would hold
+            over `CHUNK_BYTES` of images.
         placement: Where the chunks go (`tf_resnet9.backends.placement`): the compiled
             steps place them as they call (`CompiledSteps.train_fn`).
         loader: "tf.data" or "grain"; None: tf.data on TensorFlow, grain on JAX.
@@ -107,7 +114,8 @@ class StreamingInput:
         self.labels = np.asarray(labels, np.int32)
         self.batch_size = batch_size
         self.steps = len(self.labels) // batch_size
-        self.steps_per_call = steps_per_call
+        step_bytes = batch_size * int(np.prod(images.shape[1:]))
+        self.steps_per_call = max(1, min(steps_per_call, CHUNK_BYTES // step_bytes))
         self.seed = seed
         self.loader = loader
         self.threads = threads
