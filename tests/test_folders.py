@@ -186,6 +186,13 @@ def test_train_alone_holds_out_the_test_set(tmp_path):
         load_splits(tmp_path, "folder")
 
 
+def test_a_class_folder_read_as_cifar_says_to_pass_dataset_folder(mixed):
+    root, _, _ = mixed
+    assert folders.is_class_folder(root) and not folders.is_class_folder(root / "train")
+    with pytest.raises(DatasetError, match="(?s)CIFAR-10 not found.* is a class folder \\(train/<"):
+        load_splits(root, "cifar10")
+
+
 def test_a_class_folder_needs_its_path(tmp_path):
     with pytest.raises(ConfigError, match="data_dir=None is invalid: --dataset folder reads"):
         load_splits(None, "folder")

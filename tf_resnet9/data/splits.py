@@ -14,7 +14,7 @@ import numpy as np
 
 from tf_resnet9.data import cifar, folders, stats, tfds_source
 from tf_resnet9.data import images as image_files
-from tf_resnet9.errors import ConfigError
+from tf_resnet9.errors import ConfigError, DatasetError
 
 Split = tuple[np.ndarray, np.ndarray]  # uint8 images (N, S, S, 3), int32 labels (N,)
 
@@ -147,7 +147,14 @@ def _read(data_dir, dataset: str, image_size, skip_bad, cache_dir):
     if name is not None:
         data = tfds_source.read_tfds(name, data_dir, image_size)
         return data.source, data.class_names, data.train, data.test, data.record
-    source = cifar.locate(data_dir, dataset)
+    try:
+        source = cifar.locate(data_dir, dataset)
+    except DatasetError as e:
+        if data_dir is None or not folders.is_class_folder(data_dir):
+            raise
+        raise DatasetError(
+            f"{e} {data_dir} is a class folder (train/<class>/*): read it with --dataset {FOLDER}."
+        ) from None
     train, test = cifar.read(source)
     read = {"format": f"official {cifar.DATASETS[dataset].title} files ({source.kind})"}
     if image_size is not None and image_size != cifar.IMAGE_SHAPE[0]:
