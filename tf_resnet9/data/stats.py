@@ -32,8 +32,10 @@ def channel_stats(images: np.ndarray) -> ChannelStats:
     """The per-channel mean and standard deviation of uint8 images (N, H, W, C).
 
     The standard deviation is the population one (divided by the pixel count), over every
-    pixel of every image: CIFAR-10's training set gives (125.3069, 122.9501, 113.8660) and
-    (62.9932, 62.0887, 66.7049), the recipe's constants (README.org, "The recipe").
+    pixel of every image. The JPEG copy of CIFAR-10's training set gives (125.2688,
+    122.9330, 113.8628) and (62.5341, 61.9093, 66.4603) (benchmarks/results/cifar-jpeg-
+    folder-check.json); the recipe's constants, `augment.MEAN` and `STD`, are the original
+    set's, which is not on these machines to check them against.
 
     Raises:
         ValueError: not uint8 (N, H, W, C) with N > 0.
