@@ -5,6 +5,7 @@ import pytest
 
 from tests.cifar_files import fake_cifar10, write_folder
 from tf_resnet9.data.splits import balanced_subset, load_splits
+from tf_resnet9.data.stats import channel_stats
 from tf_resnet9.errors import ConfigError
 
 CLASS_SORTED = np.repeat(np.arange(10), 100)  # 1,000 labels, class by class
@@ -74,3 +75,31 @@ def test_without_limits_the_splits_are_the_whole_data(data_dir):
     assert (len(splits.train[1]), len(splits.test[1]), splits.val) == (200, 50, None)
     assert splits.record["train_subset"] is None and splits.record["test_subset"] is None
     assert splits.class_names[0] == "airplane"
+
+
+def test_the_results_record_adds_the_statistics_size_and_source_to_the_record(data_dir):
+    splits = load_splits(data_dir, "cifar10", train_limit=100)
+    assert splits.image_size == 32 and splits.num_classes == 10
+    assert splits.normalization == channel_stats(splits.train[0])
+    # The record as runs so far wrote it; the results record adds to it.
+    assert set(splits.record) == {
+        "source", "train_images", "validation_images", "test_images", "train_subset",
+        "test_subset",
+    }  # fmt: skip
+    assert splits.results_record == splits.record | {
+        "image_size": 32,
+        "normalization": {
+            "mean": list(splits.normalization.mean),
+            "std": list(splits.normalization.std),
+            "of": "the training images",
+        },
+        "read": {"format": "official CIFAR-10 files (folder)"},
+    }
+
+
+def test_cifar_resized_to_another_image_size(data_dir):
+    splits = load_splits(data_dir, "cifar10", image_size=16)
+    assert splits.train[0].shape == (200, 16, 16, 3) and splits.test[0].shape == (50, 16, 16, 3)
+    assert splits.read["resized"] == {"count": 250, "to": 16}
+    same = load_splits(data_dir, "cifar10", image_size=32)  # the size it has: untouched
+    np.testing.assert_array_equal(same.train[0], load_splits(data_dir, "cifar10").train[0])

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_resnet9.data import augment
-from tf_resnet9.data.inputs import PreparedBatches, epoch_seed
+from tf_resnet9.data.inputs import PreparedBatches, epoch_seed, input_geometry
 
 
 class HostInput:
@@ -33,9 +33,14 @@ class HostInput:
         pad: str = "reflect",
         cutout: bool = True,
         placement=None,
+        geometry: augment.Geometry | None = None,
+        normalization=None,
     ):
         del placement  # one device: data parallel is JAX's, and tf.data is TensorFlow's
-        self.padded = tf.constant(ops.convert_to_numpy(augment.pad_images(images, pad)))
+        self.geometry = input_geometry(images, geometry)
+        self.normalization = normalization
+        padded = augment.pad_images(images, pad, self.geometry.pad)
+        self.padded = tf.constant(ops.convert_to_numpy(padded))
         self.labels = tf.constant(labels, tf.int32)
         self.batch_size = batch_size
         self.steps = len(images) // batch_size
@@ -48,11 +53,17 @@ class HostInput:
         return self.dataset(epoch_seed(self.seed, number)).batch(self.steps_per_call)
 
     def dataset(self, seed: int) -> tf.data.Dataset:
-        """One epoch of (float32 (B, 32, 32, 3), int32 (B,)) batches, N // B of them."""
+        """One epoch of (float32 (B, S, S, 3), int32 (B,)) batches, N // B of them."""
 
         def make_batch(indices, batch_seed):
-            params = augment.draw_params(self.batch_size, batch_seed)
-            images = augment.augment(tf.gather(self.padded, indices), params, self.cutout)
+            params = augment.draw_params(self.batch_size, batch_seed, self.geometry)
+            images = augment.augment(
+                tf.gather(self.padded, indices),
+                params,
+                self.cutout,
+                self.geometry,
+                self.normalization,
+            )
             return images, tf.gather(self.labels, indices)
 
         # Shuffle indices, not images: the images stay in one tensor, each batch a gather.

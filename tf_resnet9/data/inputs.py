@@ -51,7 +51,8 @@ class Batches(Protocol):
         """Steps in the chunk (a static shape)."""
 
     def __call__(self, chunk, i) -> tuple:
-        """(float32 images (B, 32, 32, 3), int32 labels (B,)) of step i of the chunk."""
+        """(float32 images (B, S, S, 3), int32 labels (B,)) of step i of the chunk (S: the
+        image size, CIFAR's 32)."""
 
 
 class TrainInput(Protocol):
@@ -86,6 +87,8 @@ class DeviceBatches:
     the device, cropped, flipped, normalised and (with `cutout`) cut out there."""
 
     cutout: bool
+    geometry: augment.Geometry = augment.CIFAR  # the crop's and cutout's sizes
+    normalization: tuple | None = None  # (mean, std) per channel; None: CIFAR-10's
     # The padded set, its labels and the steps' seeds on every device; each step's images
     # split along the batch.
     batch_axes = (None, None, 1, None)
@@ -96,8 +99,25 @@ class DeviceBatches:
 
     def __call__(self, chunk, i):
         padded, labels, batches, seeds = chunk
-        images = augment.augment_gathered(padded, batches[i], seeds[i], self.cutout)
+        images = augment.augment_gathered(
+            padded, batches[i], seeds[i], self.cutout, self.geometry, self.normalization
+        )
         return images, ops.take(labels, batches[i], axis=0)
+
+
+def input_geometry(images, geometry: augment.Geometry | None) -> augment.Geometry:
+    """`geometry`, else the recipe's scaled to the images' size (`augment.geometry`).
+
+    Raises:
+        ValueError: the images are not square, or not of `geometry`'s size.
+    """
+    height, width = images.shape[1:3]
+    if height != width:
+        raise ValueError(f"images of {height}x{width} are invalid: expected square images.")
+    geometry = geometry or augment.geometry(height)
+    if geometry.size != height:
+        raise ValueError(f"geometry={geometry} is invalid for images of {height}x{width}.")
+    return geometry
 
 
 class DeviceInput:
@@ -117,6 +137,10 @@ class DeviceInput:
         cutout: Cut out a square in every image.
         placement: Where the arrays live (`tf_resnet9.backends.placement`); the padded set
             is placed once, here.
+        geometry: The padding, crop and cutout (`augment.Geometry`); None: the recipe's
+            at the images' size (`augment.geometry`: CIFAR's 4 and 8 at 32x32).
+        normalization: (mean, std) per channel on the 0..255 scale (the training images',
+            `Splits.normalization`); None: CIFAR-10's (`augment.MEAN`, `STD`).
     """
 
     def __init__(
@@ -129,16 +153,19 @@ class DeviceInput:
         pad: str = "reflect",
         cutout: bool = True,
         placement=None,
+        geometry: augment.Geometry | None = None,
+        normalization=None,
     ):
         placement = placement or SingleDevice()
-        padded = augment.pad_images(ops.convert_to_tensor(images), pad)  # (N, 40, 40, 3)
-        self.padded = placement.put(padded)
+        geometry = input_geometry(images, geometry)
+        padded = augment.pad_images(ops.convert_to_tensor(images), pad, geometry.pad)
+        self.padded = placement.put(padded)  # (N, 40, 40, 3) for CIFAR
         self.labels = placement.put(ops.convert_to_tensor(np.asarray(labels, np.int32)))
         self.batch_size = batch_size
         self.steps = len(images) // batch_size
         self.steps_per_call = steps_per_call
         self.seed = seed
-        self.batches = DeviceBatches(cutout)
+        self.batches = DeviceBatches(cutout, geometry, hashable_normalization(normalization))
 
     def reseeded(self, seed: int) -> DeviceInput:
         """The same input drawing its shuffles and augmentations from `seed`: the padded
@@ -157,3 +184,12 @@ class DeviceInput:
         for start in range(0, self.steps, self.steps_per_call):
             end = start + self.steps_per_call
             yield self.padded, self.labels, batches[start:end], step_seeds[start:end]
+
+
+def hashable_normalization(normalization):
+    """(mean, std) as tuples of floats, hashable (the compiled steps key their programs on
+    the `Batches`), or None."""
+    if normalization is None:
+        return None
+    mean, std = normalization
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
