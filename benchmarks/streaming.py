@@ -33,14 +33,15 @@ import time
 import numpy as np
 from absl import app, flags
 
-from tf_resnet9 import backends, builders
+from tf_resnet9 import backends
+from tf_resnet9.build import build_training
 from tf_resnet9.config.flags import config_from_flags, define_config_flags
 from tf_resnet9.config.settings import resolve
-from tf_resnet9.data.inputs import DeviceInput
-from tf_resnet9.data.splits import load_splits
+from tf_resnet9.data.splits import Splits, load_splits
 from tf_resnet9.data.streaming import LOADERS, StreamingInput
+from tf_resnet9.outputs.files import write_json_atomic
 from tf_resnet9.outputs.results import library_versions
-from tf_resnet9.outputs.workdir import timestamp, write_json_atomic
+from tf_resnet9.outputs.run_folder import timestamp
 from tf_resnet9.training.loop import run_epoch
 
 CONFIG_FLAGS = define_config_flags(
@@ -66,10 +67,10 @@ def loader_seconds(streaming: StreamingInput, number: int) -> float:
     return time.perf_counter() - start
 
 
-def training_seconds(steps, train_input, state) -> tuple[float, object]:
+def training_seconds(training, train_input, state) -> tuple[float, object]:
     """Seconds of one training epoch (it reads the totals: the device has finished)."""
     start = time.perf_counter()
-    state, _ = run_epoch(steps, state, train_input)
+    state, _ = run_epoch(training, state, train_input)
     return time.perf_counter() - start, state
 
 
@@ -114,27 +115,25 @@ def loader_images(train, config) -> int:
     return len(train[1]) // config.batch_size * config.batch_size
 
 
-def time_training(train, config, run, loaders) -> tuple[dict, dict]:
+def time_training(splits, config, run, loaders) -> tuple[dict, dict]:
     """({way: images/s}, {way: seconds of each epoch}) of training epochs fed by the set in
     memory on the device, and by each loader streaming the set as the reader gave it."""
-    on_disk, labels = train
-    placed = DeviceInput(
-        np.array(on_disk), labels, config.batch_size, run.steps_per_call, config.seed,
-        pad=config.pad, cutout=config.cutout,
-    )  # fmt: skip
+    on_disk, labels = splits.train
+    in_memory = Splits.of_arrays((np.array(on_disk), labels), splits.test)
+    training = build_training(config, run, in_memory, [config.seed])
+    placed, _ = training.inputs()
     inputs = {"in memory (DeviceInput)": placed} | {
         f"streamed ({loader})": streaming(on_disk, labels, config, run, loader)
         for loader in loaders
     }
-    steps = builders.build_steps(config, run, builders.learning_rate(config, 1))
     # One state passed along (JAX's compiled calls consume the state they are given).
-    state = steps.initial_state()
+    state = training.steps.initial_state()
     for train_input in inputs.values():  # untimed: compiles each input's program
-        _, state = training_seconds(steps, train_input, state)
+        _, state = training_seconds(training, train_input, state)
     times = {name: [] for name in inputs}
     for _ in range(FLAGS.repeats):
         for name, train_input in inputs.items():
-            taken, state = training_seconds(steps, train_input, state)
+            taken, state = training_seconds(training, train_input, state)
             times[name].append(taken)
     images = run.steps_per_epoch * config.batch_size
     rates = {name: median_rate(images, s) for name, s in times.items()}
@@ -159,7 +158,7 @@ def main(argv):
     in_memory = np.array(splits.train[0])  # a copy in memory, whatever the source gave
     training_rates, training_times = {}, {}
     if FLAGS.train:
-        training_rates, training_times = time_training(splits.train, config, run, loaders)
+        training_rates, training_times = time_training(splits, config, run, loaders)
 
     report = {
         "benchmark": "streaming",

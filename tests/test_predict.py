@@ -212,7 +212,7 @@ def test_predict_with_a_training_model_normalises_and_applies_softmax(
 def test_a_jpeg_is_read_and_resized(tmp_path):
     # JPEG is lossy: a flat colour comes back within a few levels (quality 75 by default).
     Image.fromarray(np.full((50, 70, 3), (30, 120, 210), np.uint8)).save(tmp_path / "c.jpg")
-    image, size = predict.read_image(str(tmp_path / "c.jpg"))
+    image, size = predict.read_image(str(tmp_path / "c.jpg"), 32)
     assert size == (70, 50) and image.shape == (32, 32, 3) and image.dtype == np.uint8
     assert np.abs(image.astype(int) - (30, 120, 210)).max() <= 4
 

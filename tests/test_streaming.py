@@ -1,25 +1,22 @@
 """The training set streamed from the host: the very batches `DeviceInput` gives for a seed,
 through either loader, from memory or from disk; the decision to stream."""
 
+from typing import NamedTuple
+
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.backends.device import device_memory_bytes, format_bytes, parse_bytes
 from tf_resnet9.data import streaming
 from tf_resnet9.data.inputs import DeviceInput
-from tf_resnet9.data.streaming import (
-    DEVICE_SHARE,
-    StreamingInput,
-    fits_on_device,
-    format_bytes,
-    parse_bytes,
-)
+from tf_resnet9.data.streaming import DEVICE_SHARE, StreamingInput, fits_on_device
 from tf_resnet9.models.resnet9 import resnet9
 from tf_resnet9.training import loop
 from tf_resnet9.training.optimizers import NesterovSGD
-from tf_resnet9.training.schedules import PiecewiseLinear
+from tf_resnet9.training.schedules import LearningRate, PiecewiseLinear
 from tf_resnet9.training.steps import CompiledSteps
 
 LOADERS = [
@@ -89,7 +86,7 @@ def test_a_chunk_holds_at_most_chunk_bytes_of_images(monkeypatch):
 def test_the_device_memory_is_known_on_a_cpu():
     # A CPU's "device" memory is the host's; a GPU's comes from JAX (TensorFlow: unknown).
     if backends.gpu() is None:
-        assert streaming.device_memory_bytes() > 2**30
+        assert device_memory_bytes() > 2**30
 
 
 def test_an_unknown_loader_or_padding_is_refused():
@@ -104,14 +101,21 @@ def test_the_default_loader_is_the_backend_s():
     assert StreamingInput(IMAGES, LABELS, BATCH, PER_CALL, 0).loader == expected
 
 
+class Trained(NamedTuple):
+    """What `loop.run_epoch` trains: steps at their learning rates."""
+
+    steps: CompiledSteps
+    learning_rates: tuple
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loader", LOADERS)
 def test_an_epoch_of_compiled_steps_trains_the_same_weights(loader):
     def trained(train_input):
         keras.utils.set_random_seed(1)
-        optimizer = NesterovSGD(PiecewiseLinear([0, 1, 3], [0.0, 0.4, 0.0], steps_per_epoch=5))
-        steps = CompiledSteps(resnet9(width=0.0625), optimizer, jit=True)
-        state, _ = loop.run_epoch(steps, steps.initial_state(), train_input)
+        steps = CompiledSteps(resnet9(width=0.0625), NesterovSGD(0.0), jit=True)
+        rate = LearningRate(PiecewiseLinear([0, 1, 3], [0.0, 0.4, 0.0], steps_per_epoch=5), 15)
+        state, _ = loop.run_epoch(Trained(steps, (rate,)), steps.initial_state(), train_input)
         steps.finish(state)
         return [ops.convert_to_numpy(v) for v in steps.model.weights]
 

@@ -22,6 +22,7 @@ from tf_resnet9.backends.device import current_device
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import default_precision
 from tf_resnet9.data.cifar import load_cifar10
+from tf_resnet9.data.stats import MEAN, STD
 from tf_resnet9.outputs.console import cpu_warning
 
 TINY = ["--width", "0.0625", "--batch_size", "32"]
@@ -88,14 +89,26 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     # augmentation, an epoch.
     whole_epoch = DEVICE.kind == "gpu" and DEFAULT_AUGMENT == "device"
     assert results["config"]["steps_per_call"] == (6 if whole_epoch else 1)
-    assert results["data"] == {
+    data = dict(results["data"])
+    statistics = data.pop("normalization")  # of the random images, worked out below
+    assert data == {
         "source": f"folder {data_dir}",
         "train_images": 200,
         "validation_images": 0,
         "test_images": 30,
         "train_subset": None,
         "test_subset": None,
+        "image_size": 32,
+        "read": {"format": "official CIFAR-10 files (folder)"},
     }
+    (x_train, _), _ = load_cifar10(data_dir)
+    pixels = x_train.reshape(-1, 3).astype(np.float64)
+    # Exact counts, then float64, rounded to 4 decimals (tf_resnet9.data.stats).
+    np.testing.assert_allclose(statistics["mean"], pixels.mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(statistics["std"], pixels.std(axis=0), atol=1e-4)
+    # CIFAR-10 normalises with the recipe's constants, not the data's own.
+    assert results["config"]["normalize"] == "cifar10"
+    assert results["config"]["normalization"] == [list(MEAN), list(STD)]
     numbers = [
         results[key]
         for key in (

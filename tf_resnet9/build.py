@@ -17,7 +17,6 @@ from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import RunSettings
 from tf_resnet9.data import whitening
 from tf_resnet9.data.augment import preprocess
-from tf_resnet9.data.cifar import num_classes
 from tf_resnet9.data.inputs import DeviceInput, TrainInput
 from tf_resnet9.data.splits import Splits
 from tf_resnet9.models.layers import activation, batch_norm
@@ -64,8 +63,8 @@ class Training:
         train, named = self.splits.train, {"test": self.splits.test}
         named |= {"val": self.splits.val} if self.splits.val else {}
         if stand_in:
-            train = tuple(map(np.zeros_like, train))
-            named = {name: tuple(map(np.zeros_like, split)) for name, split in named.items()}
+            train = tuple(map(_zeros_like, train))
+            named = {name: tuple(map(_zeros_like, split)) for name, split in named.items()}
         size, where = self.settings.eval_batch_size, self.steps.placement
         eval_sets = {name: EvalSet.build(*split, size, where) for name, split in named.items()}
         return self._train_input(*train), eval_sets
@@ -100,6 +99,12 @@ class Training:
         return progress
 
 
+def _zeros_like(array) -> np.ndarray:
+    """Zeros of `array`'s shape and type that take no memory (a set streamed from disk may
+    not fit it); what reads them copies what it reads."""
+    return np.broadcast_to(np.zeros((), array.dtype), array.shape)
+
+
 def build_training(
     config: TrainConfig, settings: RunSettings, splits: Splits, seeds: Sequence[int]
 ) -> Training:
@@ -109,7 +114,7 @@ def build_training(
     lanes = []
     for seed in seeds:
         keras.utils.set_random_seed(seed)
-        lanes.append(build_steps(config, alone, splits.train[0]))
+        lanes.append(build_steps(config, alone, splits))
     if len(seeds) == 1:
         steps = lanes[0]
     else:
@@ -118,36 +123,36 @@ def build_training(
     return Training(config, settings, splits, tuple(seeds), steps, rates)
 
 
-def build_model(config: TrainConfig, dtype: str | None = None, train_images=None) -> keras.Model:
-    """The network `config.model`, untrained: normalised images -> logits.
-
-    `train_images` (uint8, N x 32 x 32 x 3): the data the whitening prep is computed from
-    (`config.whiten_prep`); stand-in zeros give a model of the same shapes.
-    """
+def build_model(config: TrainConfig, settings: RunSettings, splits: Splits) -> keras.Model:
+    """The network `config.model`, untrained: images of `settings.image_size`, normalised
+    as `settings.normalization` says -> logits, one per class of `splits`; the whitening
+    prep (`config.whiten_prep`) computed from its training images."""
     options = {
-        "num_classes": num_classes(config.dataset),
+        "num_classes": splits.num_classes,
         "width": config.width,
         "init": config.init,
         "logit_scale": config.logit_scale,
-        "dtype": dtype,
+        "dtype": settings.precision,
+        "image_size": settings.image_size,
     }
     if config.model == "resnet9":
         options |= {
             "norm": batch_norm(config.ghost_bn_splits, scale=not config.freeze_bn_scale),
             "act": activation(config.activation, config.celu_alpha),
             "pool_before_bn": config.pool_before_bn,
-            "whitening": _whitening(config, train_images),
+            "whitening": _whitening(config, settings, splits.train[0]),
         }
+    if config.model == "resnet18":
+        options["stem"] = config.stem
     return models.build(config.model, **options)
 
 
-def _whitening(config: TrainConfig, train_images):
+def _whitening(config: TrainConfig, settings: RunSettings, train_images):
     if not config.whiten_prep:
         return None
-    if train_images is None:
-        raise ValueError("whiten_prep=True needs the training images to compute its filter.")
-    images = keras.ops.convert_to_numpy(preprocess(train_images[: whitening.IMAGES_USED]))
-    return whitening.whitening_kernel(images)
+    first = np.asarray(train_images[: whitening.IMAGES_USED])
+    images = preprocess(first, settings.normalization, settings.image_size)
+    return whitening.whitening_kernel(keras.ops.convert_to_numpy(images))
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int) -> LearningRate:
@@ -197,15 +202,14 @@ def placement(devices: int, seeds: int = 1):
     return backends.seed_parallel(devices) if seeds > 1 else backends.data_parallel(devices)
 
 
-def build_steps(config: TrainConfig, settings: RunSettings, train_images=None) -> CompiledSteps:
+def build_steps(config: TrainConfig, settings: RunSettings, splits: Splits) -> CompiledSteps:
     """The network of `config` with its optimizer, in `settings`' precision, compiled (with
     XLA where `settings.jit`) on `settings.devices` devices (data parallel where more than
     one). The gradient norms are for TensorBoard only: without it, the steps skip them.
-    `train_images`: see `build_model`.
     """
     where = placement(settings.devices)
     with where.scope():  # the variables replicated on every device under data parallel
-        model = build_model(config, settings.precision, train_images)
+        model = build_model(config, settings, splits)
         optimizer = build_optimizer(config, settings.precision)
         return CompiledSteps(
             model,
@@ -216,19 +220,23 @@ def build_steps(config: TrainConfig, settings: RunSettings, train_images=None) -
             tta_flip=config.tta_flip,
             ema=(config.ema_momentum, config.ema_every) if config.ema_momentum else None,
             placement=where,
+            normalization=settings.normalization,
         )
 
 
 def train_input(
     config: TrainConfig, settings: RunSettings, images, labels, seed: int, where=None
 ) -> TrainInput:
-    """The training input `settings.augment` names ("device", or "host": tf.data, which
-    needs TensorFlow), with the config's augmentation, its draws from `seed`, placed by
-    `where` (the steps' `placement`)."""
-    if settings.augment == "device":
-        input_type = DeviceInput
-    else:
+    """The training input `settings` names: the set placed on the device (`DeviceInput`),
+    streamed to it (`StreamingInput`), or augmented on the host by tf.data (`HostInput`,
+    TensorFlow only); with the config's augmentation at the images' size, its draws from
+    `seed`, placed by `where` (the steps' `placement`)."""
+    if settings.augment == "host":
         from tf_resnet9.data.host_input import HostInput as input_type  # only with TensorFlow
+    elif settings.stream:
+        from tf_resnet9.data.streaming import StreamingInput as input_type
+    else:
+        input_type = DeviceInput
     return input_type(
         images,
         labels,
@@ -238,4 +246,5 @@ def train_input(
         pad=config.pad,
         cutout=config.cutout,
         placement=where,
+        normalization=settings.normalization,
     )

@@ -43,31 +43,32 @@ def train_and_evaluate(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     resume: bool = False,
     overwrite: bool = False,
+    data_cache: str | os.PathLike | None = None,
 ) -> RunResults | SeedsResults:
     """Trains `config.model` by `config`'s recipe, evaluating on the test set (and the
     validation set, with `config.val_split`) after every epoch.
 
     Args:
         config: The run's settings.
-        data_dir: Where CIFAR-10 is (see `tf_resnet9.load_cifar10`).
-        workdir: If set, the run's folder (README.org, "What a run writes"): a checkpoint
-            after every epoch, and at the end `results.json` and the trained model (e.g.
-            `resnet9.keras`) first, then the extras: `report.png`, TensorBoard's weight
-            histograms, the model for inference (`inference.keras`, `classes.json`) and, on
-            TensorFlow, `saved_model/`. Each file is written whole or not at all; an extra
-            that fails is named on `out` (and in the result's `unwritten`), and the others
-            are still written. The folder is made and locked at the start (a bad path, or a
-            folder another run is writing, fails before the data is read), and removed
-            again if the run fails and left it empty. With `config.seeds` > 1, each seed's
-            run goes into `workdir/seed-<n>`, and their summary beside them.
+        data_dir: Where the data set is: CIFAR-10 or -100 (`tf_resnet9.load_cifar10`), a
+            class folder, a tensorflow-datasets data dir (`config.dataset`).
+        workdir: If set, the run's folder (README.org, "What a run promises"): checkpoints,
+            and at the end `results.json` and the trained model (`resnet9.keras`) first,
+            then the extras (`report.png`, TensorBoard's histograms, `inference.keras` and
+            `classes.json`, on TensorFlow `saved_model/`), each whole or not at all; an
+            extra that fails is named on `out` (and in `unwritten`). Made and locked at the
+            start, removed again if the run fails and left it empty. With `config.seeds` >
+            1, each seed's run goes into `workdir/seed-<n>`, their summary beside them.
         out: Text stream for progress (default stdout).
-        callbacks: Keras callbacks called by the epoch loop (`tf_resnet9.training.loop`),
-            after the run's own (progress, checkpoints, TensorBoard); one seed only.
+        callbacks: Keras callbacks of the epoch loop (`tf_resnet9.training.loop`), after
+            the run's own (progress, checkpoints, TensorBoard); one seed only.
         resume: Continue from the latest checkpoint in `workdir` (written after every
             epoch), to the same results an uninterrupted run reaches. If the checkpoint is
             of the last epoch, only the end-of-run files that are missing are written.
         overwrite: Where `workdir` holds another run, move it aside
             (`<workdir>.replaced-<time>`) instead of refusing.
+        data_cache: Where a class folder's images are decoded to, memory-mapped (a set
+            larger than memory); None: in memory.
 
     Returns:
         The results (`RunResults`), with `unwritten`: {file: why} of the extras that failed;
@@ -77,7 +78,7 @@ def train_and_evaluate(
         ConfigError: a setting does not fit the data or the backend; `workdir` holds
             another run, or another run is writing it.
         MissingPackage: a package the run needs does not import (before any data is read).
-        DatasetError: CIFAR-10 is missing or corrupt.
+        DatasetError: the data set is missing or corrupt (naming the bad files).
         TrainingDiverged: a loss or metric became NaN or infinite.
         CheckpointError: `resume` finds no usable checkpoint.
         OutputError: a checkpoint, results.json or the model could not be written.
@@ -86,11 +87,15 @@ def train_and_evaluate(
         raise ValueError("callbacks are for a run of one seed: pass seeds=1.")
     out = out or sys.stdout
     writes = backends.process_index() == 0  # of several processes, the first writes
-    folders = run_folder.RunFolders.of(workdir, config.seed_values, writes)
     seeds = config.seed_values
-    runs = train_seeds(config, seeds, data_dir, folders, out, callbacks, resume, overwrite)
-    if config.seeds == 1:
-        return runs[0]
+    folders = run_folder.RunFolders.of(workdir, seeds, writes)
+    runs = train_seeds(
+        config, seeds, data_dir, folders, out, callbacks, resume, overwrite, None, data_cache
+    )
+    return runs[0] if config.seeds == 1 else _summary_of_seeds(config, runs, folders, out)
+
+
+def _summary_of_seeds(config, runs, folders: run_folder.RunFolders, out) -> SeedsResults:
     results = SeedsResults(config, tuple(runs), folders.runs, runs[0].settings.seeds_together)
     console.summarise_seeds(runs, results.summary, out)
     summary_dir = folders.workdir if folders.writes else None
@@ -107,6 +112,7 @@ def train_seeds(
     resume: bool = False,
     overwrite: bool = False,
     outs: Sequence | None = None,
+    data_cache: str | os.PathLike | None = None,
 ) -> list[RunResults]:
     """Trains `seeds` of `config`, each into its run folder of `folders` (made and locked
     while they train), together or one after another; see `train_and_evaluate`.
@@ -116,6 +122,7 @@ def train_seeds(
             every one of them has a checkpoint of; a seed without any starts afresh.
         outs: Each seed's progress stream. Default: `out` for the seeds shown, which are
             all of those one after another and the first of those together.
+        data_cache: See `train_and_evaluate`.
 
     Returns:
         Each seed's results, in the order of `seeds`.
@@ -131,8 +138,12 @@ def train_seeds(
             config.train_limit,
             config.test_limit,
             config.subset_seed,
+            image_size=config.image_size,
+            skip_bad=config.skip_bad_images,
+            cache_dir=data_cache,
         )
-        settings = resolve(config, len(splits.train[1]), len(splits.test[1]), seeds=len(seeds))
+        counts = len(splits.train[1]), len(splits.test[1])
+        settings = resolve(config, *counts, seeds=len(seeds), data=splits)
         console.announce(config, settings, splits, len(seeds), out)
         if config.deterministic:
             backends.make_deterministic(settings.jit)
@@ -212,7 +223,8 @@ def _hooks(training: Training, seed: int, run_dir, lane, progress, compile_time,
                 )
             )
     line = console.ProgressLine(settings.steps_per_epoch, config.batch_size, out)
-    return [*hooks, line, console.ProgressTable(out, validation=config.val_split > 0)]
+    validation = training.splits.val is not None  # a folder's train/ alone: --val_split tests
+    return [*hooks, line, console.ProgressTable(out, validation=validation)]
 
 
 def _restored_fit(checkpoint: checkpoints.Checkpoint) -> loop.Fit:
@@ -234,7 +246,7 @@ def _results(training: Training, seed: int, fit: loop.Fit, resumed, compile_s, w
         config=config.of_seed(seed),
         settings=settings,
         recipe={"name": config.recipe, "source": RECIPES[config.recipe].source},
-        data=training.splits.record,
+        data=training.splits.results_record,
         epochs=fit.records,
         class_names=training.splits.class_names,
         confusion_matrix=fit.confusion,

@@ -5,13 +5,15 @@ r"""Classifies image files with a trained ResNet9.
 --model is a training run's workdir (its inference.keras, else its trained model, e.g.
 resnet9.keras) or one of
 those files. Prints the most likely classes of each image, e.g.
-`cat.png: cat 81.2%, dog 9.4%, frog 3.1%`. Images (PNG, JPEG, anything Pillow reads) of
-another size than 32x32 are resized to it, aspect ratio not kept, as CIFAR-10's were.
+`cat.png: cat 81.2%, dog 9.4%, frog 3.1%`, the class names those the model was trained on
+(its run's classes.json). Images (PNG, JPEG, anything Pillow reads) of another size than the
+model's (32x32 for CIFAR) are resized to it, aspect ratio not kept, as CIFAR-10's were.
 Exit status 1 if any file could not be read or classified, else 0.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import zipfile
@@ -20,7 +22,6 @@ import numpy as np
 from absl import app, flags
 
 from tf_resnet9 import commands
-from tf_resnet9.data.cifar import IMAGE_SHAPE
 from tf_resnet9.models import MODELS
 
 FLAGS = flags.FlagValues()  # this command's own (`tf_resnet9.commands.run_command`)
@@ -34,9 +35,8 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "top", 3, "How many classes to print per image.", lower_bound=1, flag_values=FLAGS
 )
-# What a workdir holds (tf_resnet9.outputs.export, .workdir), best first.
+# What a workdir holds (tf_resnet9.outputs.export, .run_folder), best first.
 MODEL_FILES = ("inference.keras", *(f"{model}.keras" for model in MODELS))
-IMAGE_SIZE = IMAGE_SHAPE[0]
 # Images per call of the model: one batch for any usual number of files, while the
 # activations of a full-width ResNet9 (two layers' worth live at once, under 1 MB per
 # image in float32) stay under 256 MB.
@@ -67,7 +67,7 @@ def _classify_files(paths: list[str]) -> int:
         model_path = find_model(FLAGS.model)
         # Keras and its backend start here, not at the top, so that --help and flag errors
         # answer at once.
-        classify, class_names = load_classifier(model_path)
+        classify, class_names, size = load_classifier(model_path)
     except ModelError as e:
         print(f"error: --model={FLAGS.model}: {e}", file=sys.stderr)
         return 1
@@ -75,14 +75,14 @@ def _classify_files(paths: list[str]) -> int:
     images, names, failed = [], [], 0
     for path in paths:
         try:
-            image, original_size = read_image(path)
+            image, original_size = read_image(path, size)
         except ImageError as e:
             print(f"error: {path}: {e}", file=sys.stderr)
             failed += 1
             continue
-        if original_size != (IMAGE_SIZE, IMAGE_SIZE):
+        if original_size != (size, size):
             width, height = original_size
-            print(f"{path}: resized {width}x{height} -> {IMAGE_SIZE}x{IMAGE_SIZE}")
+            print(f"{path}: resized {width}x{height} -> {size}x{size}")
         images.append(image)
         names.append(path)
     if images:
@@ -120,18 +120,19 @@ def find_model(path: str) -> str:
 
 
 def load_classifier(path: str):
-    """Loads a saved model as a function uint8 images (B, 32, 32, 3) -> probabilities.
+    """Loads a saved model as a function uint8 images (B, S, S, 3) -> probabilities.
 
     Args:
-        path: An `inference.keras` (uint8 images -> probabilities,
-            `tf_resnet9.outputs.export`) or a training model such as `resnet9.keras`
-            (normalised images -> logits), told apart by their input dtype. For the latter,
-            this applies `tf_resnet9.preprocess` and a softmax.
+        path: An `inference.keras` (uint8 images -> probabilities, its normalisation
+            inside: `tf_resnet9.outputs.export`) or a training model such as
+            `resnet9.keras` (normalised images -> logits), told apart by their input dtype.
+            For the latter, this applies `tf_resnet9.preprocess` with the normalisation its
+            run's results.json records (else the recipe's) and a softmax.
 
     Returns:
-        (classify, class_names): `classify` maps a NumPy batch to a float32 NumPy array
-        (B, num_classes); the class names are those of `classes.json` beside the model,
-        else CIFAR-10's.
+        (classify, class_names, size): `classify` maps a NumPy batch to a float32 NumPy
+        array (B, num_classes); the class names are those of `classes.json` beside the
+        model, else CIFAR-10's; `size` is the side of the images the model takes.
 
     Raises:
         ModelError: the file is not a Keras model of that shape, or `classes.json` is
@@ -147,15 +148,13 @@ def load_classifier(path: str):
         model = export.load_model(path)
     except Exception as e:  # Keras raises many kinds for a file that is not its format
         raise ModelError(f"could not load it as a Keras model: {commands.one_line(e)}") from None
-    if (
-        len(model.inputs) != 1
-        or tuple(model.input_shape[1:]) != IMAGE_SHAPE
-        or len(model.output_shape) != 2
-    ):
+    shape = tuple(model.input_shape[1:]) if len(model.inputs) == 1 else ()
+    if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3 or len(model.output_shape) != 2:
         raise ModelError(
-            f"the model maps {model.input_shape} to {model.output_shape}: expected images "
-            "(B, 32, 32, 3) to (B, num_classes)."
+            f"the model maps {model.input_shape} to {model.output_shape}: expected square RGB "
+            "images (B, S, S, 3) to (B, num_classes)."
         )
+    size = shape[0]
     class_names = _class_names_beside(path, model.output_shape[-1])
     if keras.backend.standardize_dtype(model.inputs[0].dtype) == "uint8":
 
@@ -163,12 +162,25 @@ def load_classifier(path: str):
             return keras.ops.convert_to_numpy(model(images, training=False))
 
     else:
+        normalization = _normalization_beside(path)
 
         def classify(images):
-            logits = model(preprocess(images), training=False)
+            logits = model(preprocess(images, normalization, size), training=False)
             return keras.ops.convert_to_numpy(keras.ops.softmax(logits))
 
-    return classify, class_names
+    return classify, class_names, size
+
+
+def _normalization_beside(path: str):
+    """The (mean, std) the run beside the model normalised with (its results.json), else
+    None: the recipe's."""
+    results = os.path.join(os.path.dirname(path), "results.json")
+    try:
+        with open(results) as f:
+            mean, std = json.load(f)["config"]["normalization"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return tuple(mean), tuple(std)
 
 
 def _class_names_beside(path: str, num_classes: int) -> list[str]:
@@ -196,11 +208,11 @@ class ImageError(Exception):
     """An image file could not be read; the message says why, without the path."""
 
 
-def read_image(path: str) -> tuple[np.ndarray, tuple[int, int]]:
-    """Reads an image file as the model's input.
+def read_image(path: str, side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reads an image file as the input of a model of images `side` x `side`.
 
     Returns:
-        (image, size): uint8 RGB (32, 32, 3), resized with Pillow's BICUBIC filter where
+        (image, size): uint8 RGB (side, side, 3), resized with Pillow's BICUBIC filter where
         the file's (width, height) `size` is another; Pillow widens the filter by the
         scale factor when it shrinks, so large photos are averaged, not aliased.
 
@@ -223,8 +235,8 @@ def read_image(path: str) -> tuple[np.ndarray, tuple[int, int]]:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"could not read the image: {commands.one_line(e)}") from None
     size = image.size
-    if size != (IMAGE_SIZE, IMAGE_SIZE):
-        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+    if size != (side, side):
+        image = image.resize((side, side), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.uint8), size
 
 

@@ -30,8 +30,17 @@ CONFIG_FLAGS = config_flags.define_config_flags(flag_values=FLAGS)
 flags.DEFINE_string(
     "data_dir",
     None,
-    "CIFAR-10: the cifar-10-batches-py folder, its parent, or cifar-10-python.tar.gz. "
-    "Unset: the Keras cache, else tensorflow-datasets (downloads if online).",
+    "CIFAR-10: the cifar-10-batches-py folder, its parent, or cifar-10-python.tar.gz "
+    "(unset: the Keras cache, else tensorflow-datasets, which downloads if online); with "
+    "--dataset folder, the class folder (train/<class>/*, test/<class>/*); with --dataset "
+    "tfds:NAME, tensorflow-datasets' data dir where NAME is prepared.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "data_cache",
+    None,
+    "A class folder's images are decoded into memory-mapped files here (for a set larger "
+    "than memory; kept for the next run). Unset: decoded into memory.",
     flag_values=FLAGS,
 )
 flags.DEFINE_string(
@@ -113,6 +122,7 @@ def main(argv: list[str]) -> int:
                 workdir=run_dir,
                 resume=FLAGS.resume,
                 overwrite=FLAGS.overwrite,
+                data_cache=FLAGS.data_cache,
             )
         except USER_ERRORS as e:
             return commands.report_error(e, FLAGS)

@@ -7,9 +7,14 @@ import dataclasses
 from collections.abc import Sequence
 
 from tf_resnet9 import backends
-from tf_resnet9.backends.device import Device, current_device
+from tf_resnet9.backends.device import Device, current_device, device_memory_bytes, parse_bytes
 from tf_resnet9.config.train_config import TrainConfig
+from tf_resnet9.data.cifar import DATASETS, IMAGE_SHAPE
+from tf_resnet9.data.splits import Splits
+from tf_resnet9.data.stats import MEAN, STD
 from tf_resnet9.errors import ConfigError
+
+CIFAR_SIZE = IMAGE_SHAPE[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +35,12 @@ class RunSettings:
             all processes), or with seeds trained together, their runs.
         seeds_together: Whether several seeds train together in one compiled program
             (`tf_resnet9.training.lanes`), else one after another.
+        image_size: The side of the images the model takes.
+        normalize: "cifar10" (the recipe's constants) or "data" (the training images' own).
+        normalization: (mean, std) per channel on the 0..255 scale, as `normalize` says.
+        stream: Whether the training set streams from the host each epoch
+            (`tf_resnet9.data.streaming`) instead of being placed on the device.
+        placement: Why it is placed or streamed (`streaming.fits_on_device`).
     """
 
     backend: str
@@ -42,6 +53,11 @@ class RunSettings:
     eval_batch_size: int
     devices: int = 1
     seeds_together: bool = False
+    image_size: int = CIFAR_SIZE
+    normalize: str = "cifar10"
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = (MEAN, STD)
+    stream: bool = False
+    placement: str = ""
 
     def record(self) -> dict:
         """The resolved values, as results.json stores them beside the config (the device
@@ -53,6 +69,8 @@ class RunSettings:
         """The settings `record` and the device entry of a results.json give back."""
         names = {field.name for field in dataclasses.fields(cls)} - {"device"}
         values = {name: record[name] for name in names if name in record}
+        if "normalization" in values:  # JSON's lists
+            values["normalization"] = tuple(tuple(part) for part in values["normalization"])
         return cls(device=Device.from_record(device), **values)
 
     def seed_groups(self, seeds: Sequence[int]) -> list[tuple[int, ...]]:
@@ -181,6 +199,7 @@ def resolve(
     test_images: int,
     device: Device | None = None,
     seeds: int = 1,
+    data: Splits | None = None,
 ) -> RunSettings:
     """The settings `config` leaves open, decided for this backend, device and data.
 
@@ -189,19 +208,14 @@ def resolve(
         train_images, test_images: How many images the run trains and tests on.
         device: Where it runs; None: the backend's first device (`current_device`).
         seeds: How many seeds of `config` the run trains.
+        data: The run's data, for its image size, statistics and where the training set
+            fits; None: CIFAR's 32x32, placed on the device.
 
     Raises:
         ConfigError: a setting does not fit the backend or the data.
     """
     device = device or current_device()
-    augment = config.augment or backends.default_augment(device.kind)
-    if augment == "host" and not backends.HOST_AUGMENT:
-        raise ConfigError(
-            "augment",
-            augment,
-            f"the host pipeline is tf.data, which Keras' {backends.NAME} backend cannot feed; "
-            "use 'device'.",
-        )
+    augment = _augment(config, device)
     if config.batch_size > train_images:
         raise ConfigError(
             "batch_size",
@@ -215,6 +229,8 @@ def resolve(
     steps_per_call = config.steps_per_call or default_steps_per_call(
         augment, device, steps_per_epoch
     )
+    normalize = config.normalize or ("cifar10" if config.dataset in DATASETS else "data")
+    where = _placement(config, data, augment)
     return RunSettings(
         backend=backends.NAME,
         device=device,
@@ -228,7 +244,44 @@ def resolve(
         ),
         devices=devices,
         seeds_together=together,
+        image_size=CIFAR_SIZE if data is None else data.image_size,
+        normalize=normalize,
+        normalization=_normalization(normalize, data),
+        stream=where is not None and where.stream,
+        placement="" if where is None else where.reason,
     )
+
+
+def _augment(config: TrainConfig, device: Device) -> str:
+    """Where the augmentation runs: as told, else the backend's default on this device."""
+    augment = config.augment or backends.default_augment(device.kind)
+    if augment == "host" and not backends.HOST_AUGMENT:
+        raise ConfigError(
+            "augment",
+            augment,
+            f"the host pipeline is tf.data, which Keras' {backends.NAME} backend cannot feed; "
+            "use 'device'.",
+        )
+    return augment
+
+
+def _normalization(normalize: str, data: Splits | None) -> tuple:
+    if normalize == "data" and data is not None:
+        return tuple(data.normalization.mean), tuple(data.normalization.std)
+    return MEAN, STD
+
+
+def _placement(config: TrainConfig, data: Splits | None, augment: str):
+    """Whether the training set fits the device (`streaming.fits_on_device`), for the
+    device input (tf.data's sets stay on the host anyway); None without data."""
+    if data is None or augment != "device":
+        return None
+    from tf_resnet9.data.augment import geometry  # start Keras: not for the flags
+    from tf_resnet9.data.streaming import fits_on_device
+
+    budget = None if config.max_device_memory is None else parse_bytes(config.max_device_memory)
+    pad = geometry(data.image_size).pad
+    return fits_on_device(data.train[0].shape, device_memory_bytes(), budget, pad)
 
 
 def _eval_batch_size(batch_size: int, test_images: int, devices: int) -> int:

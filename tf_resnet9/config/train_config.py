@@ -8,8 +8,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
+from tf_resnet9.backends.device import parse_bytes
 from tf_resnet9.config.recipes import DEFAULT_RECIPE, RECIPES
 from tf_resnet9.data.cifar import DATASETS
+from tf_resnet9.data.splits import FOLDER
+from tf_resnet9.data.tfds_source import PREFIX as TFDS
 from tf_resnet9.errors import ConfigError
 from tf_resnet9.models import ACTIVATIONS, INITS, MODELS
 
@@ -18,6 +21,8 @@ LR_SCHEDULES = ("piecewise_linear", "multi_step", "cosine", "plateau")
 PLATEAU_MONITORS = ("train_loss", "val_loss")
 PADS = ("reflect", "zero")  # as `tf_resnet9.data.augment.pad_images` takes them
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+NORMALIZATIONS = ("cifar10", "data")  # the recipe's constants, or the training images' own
+STEMS = ("cifar", "imagenet")  # ResNet-18's first layers
 AUGMENT_MODES = ("device", "host")
 RECIPE_EPOCHS = 24  # the length the recipe's schedule was tuned for
 
@@ -31,6 +36,13 @@ class Check(NamedTuple):
 
 def _at_least(low: int) -> Check:
     return Check(lambda v: v >= low, f"an integer >= {low}")
+
+
+def _is_amount(text: str) -> bool:
+    try:
+        return parse_bytes(text) > 0
+    except ValueError:
+        return False
 
 
 _POSITIVE = Check(lambda v: v > 0, "a number > 0")
@@ -67,7 +79,33 @@ class TrainConfig:
         MODELS,
     )
     dataset: str = _setting(
-        "cifar10", "The data set: cifar10, or cifar100 (its 100 fine labels).", tuple(DATASETS)
+        "cifar10",
+        "The data set: cifar10, cifar100 (its 100 fine labels), folder (--data_dir holds "
+        "train/<class>/* and optionally test/<class>/*), or tfds:NAME[/CONFIG] (a "
+        "tensorflow-datasets data set prepared in --data_dir).",
+        check=Check(
+            lambda v: v in DATASETS or v == FOLDER or (v.startswith(TFDS) and len(v) > len(TFDS)),
+            f"one of {', '.join(DATASETS)}, {FOLDER} or {TFDS}NAME",
+        ),
+    )
+    image_size: int | None = _setting(
+        None,
+        "Train on images of this side, resized where they differ (Pillow, bicubic); the "
+        "augmentation's padding and cutout scale with it. Unset: the data's own (CIFAR's "
+        "32; a class folder's most common size).",
+        check=_at_least(8),
+    )
+    skip_bad_images: bool = _setting(
+        False,
+        "A class folder's unreadable or odd files are skipped, and counted in results.json "
+        "(else the run stops, naming them).",
+    )
+    normalize: str | None = _setting(
+        None,
+        "cifar10: the recipe's per-channel mean and standard deviation (CIFAR-10's); data: "
+        "the training images' own. Unset: cifar10 for CIFAR-10 and CIFAR-100, data for a "
+        "class folder or a tensorflow-datasets data set.",
+        NORMALIZATIONS,
     )
     epochs: int = _setting(
         RECIPE_EPOCHS, "Epochs to train; the lr peaks at 5/24 of them.", check=_at_least(1)
@@ -162,6 +200,12 @@ class TrainConfig:
         "ResNet9's prep layer: a fixed 3x3 patch-whitening convolution (from the training "
         "images), then 1x1 to 64 channels, BN, act.",
     )
+    stem: str = _setting(
+        "cifar",
+        "ResNet-18's first layers: cifar (a 3x3 stride-1 convolution) or imagenet (7x7 "
+        "stride 2 and a 3x3 stride-2 max pool: for large images).",
+        STEMS,
+    )
     freeze_bn_scale: bool = _setting(
         False, "ResNet9: BatchNorm's scale (gamma) fixed at 1, not trained."
     )
@@ -224,16 +268,25 @@ class TrainConfig:
     )
     pad: str = _setting(
         "reflect",
-        "Training augmentation's 4-pixel padding before the random crop: reflect (Page) or "
-        "zero (He et al.).",
+        "Training augmentation's padding before the random crop (4 pixels at 32x32: an "
+        "eighth of the side): reflect (Page) or zero (He et al.).",
         PADS,
     )
-    cutout: bool = _setting(True, "Training augmentation: cut out an 8x8 square.")
+    cutout: bool = _setting(
+        True, "Training augmentation: cut out a square (8x8 at 32x32: a quarter of the side)."
+    )
     augment: str | None = _setting(
         None,
         "Where crop, flip and cutout run: device (the training set on the accelerator) or "
         "host (tf.data, TensorFlow only). Unset: host with TensorFlow on a GPU, else device.",
         AUGMENT_MODES,
+    )
+    max_device_memory: str | None = _setting(
+        None,
+        "Place the padded training set on the device only within this much memory (e.g. "
+        "8GiB, 512MB), else stream it from the host each epoch. Unset: within half the "
+        "device's memory.",
+        check=Check(_is_amount, "an amount of memory such as 8GiB, 512MB or 2G"),
     )
     steps_per_call: int | None = _setting(
         None,
@@ -404,6 +457,15 @@ def _resnet9_switches_only_on_resnet9(c: TrainConfig) -> None:
         )
 
 
+def _stem_only_on_resnet18(c: TrainConfig) -> None:
+    _require(
+        c.model == "resnet18" or c.stem == "cifar",
+        "stem",
+        c.stem,
+        f"'cifar': the ImageNet stem is ResNet-18's, not {c.model}'s",
+    )
+
+
 def _bias_scales_only_with_sgd(c: TrainConfig) -> None:
     for name in ("bn_bias_lr_scale", "bn_bias_wd_scale"):
         _require(
@@ -429,6 +491,7 @@ _COMBINATIONS = (
     _min_lr_below_peak,
     _val_loss_needs_a_validation_set,
     _resnet9_switches_only_on_resnet9,
+    _stem_only_on_resnet18,
     _bias_scales_only_with_sgd,
     _schedule_leaves_room_to_decay,
 )

@@ -15,10 +15,7 @@ from keras import ops
 
 from tf_resnet9 import backends
 from tf_resnet9.data.cifar import IMAGE_SHAPE
-
-# Per-channel statistics of the CIFAR-10 training set, 0..255 scale (README.org, "The recipe").
-MEAN = (125.31, 122.95, 113.87)
-STD = (62.99, 62.09, 66.70)
+from tf_resnet9.data.stats import MEAN, STD  # the recipe's normalisation
 
 PAD = 4  # padding per side: 32x32 -> 40x40
 CROP = 32  # crop size: offsets 0..2*PAD

@@ -118,14 +118,7 @@ def load_splits(
     )
     (x_train, y_train), val = _hold_out(x_train, y_train, val_split, subset_seed)
     if test is None:
-        if val is None:
-            raise ConfigError(
-                "val_split",
-                val_split,
-                f"{source} has no test set: hold one out of the training images with "
-                "--val_split N.",
-            )
-        test, val, read["test_set"] = val, None, f"the {len(val[1])} images of --val_split"
+        test, val = _held_out_as_test(source, val, val_split, read)
     train = _subset(x_train, y_train, train_limit, subset_seed)
     test = _subset(*test, test_limit, subset_seed)
     classes = len(class_names)
@@ -140,6 +133,18 @@ def load_splits(
     }
     size = int(train[0].shape[1])
     return Splits(source, class_names, train, test, val, record, normalization, size, read)
+
+
+def _held_out_as_test(source, val: Split | None, val_split: int, read: dict):
+    """(test, val) of data without a test set: the images held out are the test set."""
+    if val is None:
+        raise ConfigError(
+            "val_split",
+            val_split,
+            f"{source} has no test set: hold one out of the training images with --val_split N.",
+        )
+    read["test_set"] = f"the {len(val[1])} images of --val_split"
+    return val, None
 
 
 def _read(data_dir, dataset: str, image_size, skip_bad, cache_dir):

@@ -13,6 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+# Per-channel statistics of the CIFAR-10 training set, 0..255 scale: what the recipe
+# normalises with (README.org, "The recipe").
+MEAN = (125.31, 122.95, 113.87)
+STD = (62.99, 62.09, 66.70)
 DECIMALS = 4  # kept in the record and used by the model alike: 1e-4 of 255, far below noise
 CHUNK_BYTES = 64 * 2**20  # images counted at once (a memory-mapped set is read in chunks)
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 from typing import NamedTuple
 
 import numpy as np
 from keras import ops
 
 from tf_resnet9 import backends
+from tf_resnet9.backends.device import format_bytes
 from tf_resnet9.data import augment
 from tf_resnet9.data.inputs import epoch_seed, hashable_normalization, input_geometry
 
@@ -220,50 +220,3 @@ def fits_on_device(
     verdict = "over" if stream else "within"
     reason = f"the set's {format_bytes(set_bytes)} are {verdict} {source}"
     return Placement(stream, set_bytes, limit, reason + (": streamed" if stream else ": placed"))
-
-
-def device_memory_bytes() -> int | None:
-    """The memory of the device training runs on, where the backend says: JAX's
-    `memory_stats()["bytes_limit"]` (a GPU's; a CPU's reports none), else the host's
-    physical memory for a CPU, else None."""
-    if backends.NAME == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        stats = device.memory_stats() or {}
-        if "bytes_limit" in stats:
-            return int(stats["bytes_limit"])
-        if device.platform != "cpu":
-            return None
-    elif backends.gpu() is not None:
-        return None  # TensorFlow reports a GPU's use, not its size
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_UNITS |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_bytes(text: str) -> int:
-    """ "8GiB", "512MB", "2g", "1000000" -> bytes (k, M, G, T: powers of 1000; Ki, Mi, Gi,
-    Ti: of 1024; a trailing B optional).
-
-    Raises:
-        ValueError: anything else.
-    """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", text.lower())
-    if not match:
-        raise ValueError(
-            f"{text!r} is invalid: expected an amount of memory such as 8GiB, 512MB or 2G."
-        )
-    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
-
-
-def format_bytes(count: int) -> str:
-    """Bytes in GiB (or MiB below one GiB), as the messages and records write them."""
-    if count >= 2**30:
-        return f"{count / 2**30:.2f} GiB"
-    return f"{count / 2**20:.1f} MiB"

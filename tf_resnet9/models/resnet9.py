@@ -41,8 +41,9 @@ def resnet9(
     act: LayerFactory | None = None,
     pool_before_bn: bool = False,
     whitening: np.ndarray | None = None,
+    image_size: int = IMAGE_SHAPE[0],
 ) -> keras.Model:
-    """Builds David Page's ResNet9 for 32x32 RGB images.
+    """Builds David Page's ResNet9 for RGB images, 32x32 as the recipe's.
 
     Args:
         num_classes: Number of output logits.
@@ -61,9 +62,10 @@ def resnet9(
         whitening: A fixed kernel (3, 3, 3, 27) (`tf_resnet9.data.whitening`): the prep
             layer becomes this untrained convolution, then a 1x1 convolution to 64
             channels, BN and the activation. None: the recipe's 3x3 prep.
+        image_size: The images' side; the final max pool takes what is left of it.
 
     Returns:
-        A `keras.Model` mapping normalised images (B, 32, 32, 3) to logits (B, num_classes)
+        A `keras.Model` mapping normalised images (B, S, S, 3) to logits (B, num_classes)
         (see the module's docstring). At width 1.0 it has 6,573,120 trainable parameters.
     """
     check_options(num_classes, width, init, logit_scale)
@@ -78,7 +80,7 @@ def resnet9(
         y = conv_bn(y, x.shape[-1], f"{name}_res2", **block)
         return layers.Add(dtype=dtype, name=f"{name}_add")([x, y])
 
-    images = keras.Input(IMAGE_SHAPE, name="images")
+    images = keras.Input((image_size, image_size, IMAGE_SHAPE[2]), name="images")
     x, whiten = _prep(images, channels["prep"], whitening, block)  # (B, 32, 32, 64)
     x = downsample(x, "layer1")  # (B, 16, 16, 128)
     x = residual(x, "layer1_residual")
@@ -109,7 +111,8 @@ def _prep(images, channels: int, whitening, block):
 
 def _head(x, num_classes: int, init: str, logit_scale: float, dtype):
     """The global max pool, the dense layer without bias, the scaled logits."""
-    x = layers.MaxPooling2D(4, dtype=dtype, name="pool")(x)  # (B, 1, 1, 512)
+    # Global: (B, 4, 4, 512) -> (B, 1, 1, 512) at 32x32.
+    x = layers.MaxPooling2D(x.shape[1], dtype=dtype, name="pool")(x)
     x = layers.Flatten(dtype=dtype, name="flatten")(x)
     x = layers.Dense(
         num_classes,

@@ -50,12 +50,35 @@ def _basic_block(x, filters: int, stride: int, shortcut: str, name: str, **block
 
 
 def _resnet(
-    stem, stages, blocks, shortcut, name, *, num_classes, init, dtype, width, logit_scale
+    stem,
+    stages,
+    blocks,
+    shortcut,
+    name,
+    *,
+    num_classes,
+    init,
+    dtype,
+    width,
+    logit_scale,
+    image_size,
+    stem_kind="cifar",
 ) -> keras.Model:
     check_options(num_classes, width, init, logit_scale)
     block = dict(init=init, dtype=dtype)
-    images = keras.Input(IMAGE_SHAPE, name="images")
-    x = conv_bn(images, scaled(stem, width), "stem", act=activation(), **block)
+    images = keras.Input((image_size, image_size, IMAGE_SHAPE[2]), name="images")
+    if stem_kind == "imagenet":
+        # The ImageNet ResNet's: a 7x7 stride-2 convolution and a 3x3 stride-2 max pool,
+        # padded 3 and 1 on each side as PyTorch's: a quarter of the side for the blocks.
+        x = conv_bn(
+            images, scaled(stem, width), "stem", kernel=7, stride=2, act=activation(), **block
+        )
+        x = layers.ZeroPadding2D(1, dtype=dtype, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, dtype=dtype, name="stem_pool")(x)
+    elif stem_kind == "cifar":
+        x = conv_bn(images, scaled(stem, width), "stem", act=activation(), **block)
+    else:
+        raise ValueError(f"stem={stem_kind!r} is invalid: expected 'cifar' or 'imagenet'.")
     for s, filters in enumerate(stages, start=1):
         for b in range(1, blocks + 1):
             stride = 2 if s > 1 and b == 1 else 1
@@ -78,6 +101,7 @@ def cifar_resnet(
     dtype: str | None = None,
     width: float = 1.0,
     logit_scale: float = 1.0,
+    image_size: int = IMAGE_SHAPE[0],
 ) -> keras.Model:
     """He et al.'s CIFAR ResNet of `depth` = 6n + 2 layers (20, 32, 44, 56, 110, ...).
 
@@ -88,9 +112,10 @@ def cifar_resnet(
         dtype: Keras dtype policy of every layer but the logits (float32).
         width: Multiplies every channel count (16/32/64); below 1 for quick tests.
         logit_scale: Constant multiplying the logits (1: none, as in the paper).
+        image_size: The images' side: the global average pool takes what is left of it.
 
     Returns:
-        Normalised images (B, 32, 32, 3) -> logits (B, num_classes). 269,722 trainable
+        Normalised images (B, S, S, 3) -> logits (B, num_classes). 269,722 trainable
         parameters at depth 20, 853,018 at depth 56 (10 classes, width 1).
     """
     if depth < 8 or (depth - 2) % 6:
@@ -103,6 +128,7 @@ def cifar_resnet(
         "A",
         f"resnet{depth}",
         logit_scale=logit_scale,
+        image_size=image_size,
         **options,
     )
 
@@ -113,8 +139,11 @@ def resnet18_cifar(
     dtype: str | None = None,
     width: float = 1.0,
     logit_scale: float = 1.0,
+    image_size: int = IMAGE_SHAPE[0],
+    stem: str = "cifar",
 ) -> keras.Model:
-    """ResNet-18 for 32x32 images: 11,173,962 trainable parameters (10 classes, width 1).
+    """ResNet-18 as CIFAR code adapts it (for 32x32 images: 11,173,962 trainable parameters
+    with 10 classes at width 1), or with the ImageNet ResNet's stem for large images.
 
     Args:
         num_classes: Outputs of the dense layer.
@@ -123,8 +152,20 @@ def resnet18_cifar(
         dtype: Keras dtype policy of every layer but the logits (float32).
         width: Multiplies every channel count (64/128/256/512); below 1 for quick tests.
         logit_scale: Constant multiplying the logits (1: none).
+        image_size: The images' side.
+        stem: "cifar": a 3x3 stride-1 convolution, no pool (what CIFAR code uses: the
+            ImageNet stem leaves 8x8 of a 32x32 image for the first block); "imagenet":
+            the 7x7 stride-2 convolution and 3x3 stride-2 max pool, for large images.
     """
     options = dict(num_classes=num_classes, init=init, dtype=dtype, width=width)
     return _resnet(
-        64, (64, 128, 256, 512), 2, "projection", "resnet18", logit_scale=logit_scale, **options
+        64,
+        (64, 128, 256, 512),
+        2,
+        "projection",
+        "resnet18",
+        logit_scale=logit_scale,
+        image_size=image_size,
+        stem_kind=stem,
+        **options,
     )

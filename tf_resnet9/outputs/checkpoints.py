@@ -33,8 +33,15 @@ _FILE = "epoch-{epoch:04d}.npz"
 _PATTERN = "epoch-[0-9]*.npz"
 # Settings that may differ between a run and its resumption: they change nothing computed
 # (the devices a batch is split over, and seeds trained together or one after another,
-# change only the order of the sums).
-_FREE_TO_CHANGE = {"keep_checkpoints", "tensorboard", "grad_log_every", "devices", "seeds_together"}
+# change only the order of the sums; a set streamed gives the batches a placed one does).
+_FREE_TO_CHANGE = {
+    "keep_checkpoints",
+    "tensorboard",
+    "grad_log_every",
+    "devices",
+    "seeds_together",
+    "max_device_memory",
+}
 
 
 def path_of(run_folder: str | os.PathLike, epoch: int) -> str:

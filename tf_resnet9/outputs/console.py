@@ -115,6 +115,8 @@ def announce(config: TrainConfig, settings: RunSettings, splits: Splits, seeds: 
             "statistics then need communication at every layer.",
             file=out,
         )
+    if settings.stream:
+        print(f"training set: streamed from the host each epoch ({settings.placement})", file=out)
     held_out = f", {len(splits.val[1])} validation" if splits.val else ""
     print(
         f"{config.model} by the {config.recipe} recipe; data: {splits.source} "

@@ -66,6 +66,7 @@ def outputs(results: RunResults, model: keras.Model, folder: str) -> tuple[list,
     """(what a run's result is: results.json and the trained model; the extras: report.png,
     the model for inference, the SavedModel, TensorBoard's weight histograms)."""
     names, epochs = results.class_names, results.epochs
+    stats = results.settings.normalization
     essential = [
         Output(run_folder.RESULTS_FILE, results.write),
         Output(run_folder.model_file(results.config.model), lambda p: export.save_model(model, p)),
@@ -75,10 +76,13 @@ def outputs(results: RunResults, model: keras.Model, folder: str) -> tuple[list,
             run_folder.REPORT_FILE,
             lambda p: report.draw_report(epochs, results.confusion_matrix, names, p),
         ),
-        Output(export.INFERENCE_FILE, lambda p: export.save_inference_model(model, names, folder)),
+        Output(
+            export.INFERENCE_FILE,
+            lambda p: export.save_inference_model(model, names, folder, stats),
+        ),
     ]
     if results.settings.backend == "tensorflow":
-        saved = lambda p: export.export_saved_model(model, names, folder)  # noqa: E731
+        saved = lambda p: export.export_saved_model(model, names, folder, stats)  # noqa: E731
         extras.append(Output(export.SAVED_MODEL_DIR, saved))
     if results.config.tensorboard:
         logdir = os.path.join(folder, run_folder.TENSORBOARD_FOLDER)

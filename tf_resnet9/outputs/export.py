@@ -33,41 +33,49 @@ CLASSES_FILE = "classes.json"
 SAVED_MODEL_DIR = "saved_model"
 
 
-def inference_model(model: keras.Model, class_names: Sequence[str]) -> keras.Model:
-    """Wraps a trained ResNet9 so that it maps raw pixels to class probabilities.
+def inference_model(
+    model: keras.Model, class_names: Sequence[str], normalization=None
+) -> keras.Model:
+    """Wraps a trained network so that it maps raw pixels to class probabilities.
 
     Args:
-        model: The trained model: normalised float images (B, 32, 32, 3) -> logits
+        model: The trained model: normalised float images (B, S, S, 3) -> logits
             (B, num_classes), e.g. `tf_resnet9.resnet9()` or a loaded `resnet9.keras`.
             It is used as it is (its weights are shared, not copied).
         class_names: The name of each class, in label order; one per logit.
+        normalization: (mean, std) per channel on the 0..255 scale the model was trained
+            with (`RunSettings.normalization`); None: the recipe's, CIFAR-10's.
 
     Returns:
-        A functional `keras.Model`, uint8 images (B, 32, 32, 3) on the 0..255 scale ->
+        A functional `keras.Model`, uint8 images (B, S, S, 3) on the 0..255 scale ->
         float32 probabilities (B, num_classes) that sum to 1. The normalisation is
-        `tf_resnet9.preprocess`'s, (pixel - MEAN) / STD per channel, as a Keras
-        `Normalization` layer, so the model saves and loads without custom objects.
+        `tf_resnet9.preprocess`'s, (pixel - mean) / std per channel, as a Keras
+        `Normalization` layer, so the model saves and loads without custom objects and
+        carries the statistics with it.
 
     Raises:
         ValueError: `class_names` is empty, holds a non-string or empty name or a
             duplicate, or its length differs from the model's number of logits.
     """
     names = _class_names(class_names)
-    if tuple(model.input_shape[1:]) != IMAGE_SHAPE or len(model.output_shape) != 2:
+    shape = tuple(model.input_shape[1:])
+    square = len(shape) == 3 and shape[0] == shape[1] and shape[2] == IMAGE_SHAPE[2]
+    if not square or len(model.output_shape) != 2:
         raise ValueError(
             f"model {model.name!r} maps {model.input_shape} to {model.output_shape}: "
-            "expected images (B, 32, 32, 3) to logits (B, num_classes)."
+            "expected square RGB images (B, S, S, 3) to logits (B, num_classes)."
         )
     if model.output_shape[-1] != len(names):
         raise ValueError(
             f"class_names has {len(names)} names but model {model.name!r} has "
             f"{model.output_shape[-1]} logits: expected one name per logit."
         )
-    images = keras.Input(IMAGE_SHAPE, dtype="uint8", name="images")
+    mean, std = normalization if normalization is not None else (MEAN, STD)
+    images = keras.Input(shape, dtype="uint8", name="images")
     # Normalization casts to its float32 compute dtype, then divides by sqrt(variance):
-    # sqrt(float32(STD**2)) is STD to within one float32 rounding.
+    # sqrt(float32(std**2)) is std to within one float32 rounding.
     x = keras.layers.Normalization(
-        mean=MEAN, variance=np.square(STD), dtype="float32", name="normalize"
+        mean=mean, variance=np.square(std), dtype="float32", name="normalize"
     )(images)
     logits = model(x)
     # float32 whatever the model's dtype policy: bf16 probabilities round to 3 digits.
@@ -91,7 +99,10 @@ def _weight_bytes(model: keras.Model) -> int:
 
 
 def save_inference_model(
-    model: keras.Model, class_names: Sequence[str], workdir: str | os.PathLike
+    model: keras.Model,
+    class_names: Sequence[str],
+    workdir: str | os.PathLike,
+    normalization=None,
 ) -> list[str]:
     """Writes the inference model of a trained model and its class names to `workdir`.
 
@@ -99,6 +110,7 @@ def save_inference_model(
         model: The trained model (normalised images -> logits), as for `inference_model`.
         class_names: The name of each class, in label order (`tf_resnet9.data.cifar`).
         workdir: The folder to write to (a training run's workdir); created if missing.
+        normalization: As for `inference_model`.
 
     Returns:
         The paths written, each whole or not at all: `workdir/inference.keras` and
@@ -107,7 +119,7 @@ def save_inference_model(
     Raises:
         ValueError: as `inference_model`.
     """
-    inference = inference_model(model, class_names)
+    inference = inference_model(model, class_names, normalization)
     workdir = os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     keras_path = save_model(inference, os.path.join(workdir, INFERENCE_FILE))
@@ -141,13 +153,16 @@ def _class_names(class_names) -> tuple[str, ...]:
 
 
 def export_saved_model(
-    model: keras.Model, class_names: Sequence[str], workdir: str | os.PathLike
+    model: keras.Model,
+    class_names: Sequence[str],
+    workdir: str | os.PathLike,
+    normalization=None,
 ) -> str:
     """Writes `workdir/saved_model`, the inference model (`inference_model`) as a TensorFlow
-    SavedModel whose serving signature takes uint8 images (B, 32, 32, 3) and returns
+    SavedModel whose serving signature takes uint8 images (B, S, S, 3) and returns
     probabilities (for TensorFlow Serving and TFLite converters). TensorFlow backend only:
     exporting one from JAX needs TensorFlow too."""
-    inference = inference_model(model, class_names)
+    inference = inference_model(model, class_names, normalization)
     path = os.path.join(os.fspath(workdir), SAVED_MODEL_DIR)
 
     def export(partial: str) -> None:

@@ -71,6 +71,8 @@ class CompiledSteps:
             None: no average.
         placement: Where the arrays live (`tf_resnet9.backends.placement`): one device
             unless told; build the model and the optimizer in its `scope()`.
+        normalization: (mean, std) per channel of the evaluation's normalisation, the
+            training input's; None: CIFAR-10's (`tf_resnet9.data.augment.normalize`).
     """
 
     def __init__(
@@ -83,8 +85,10 @@ class CompiledSteps:
         tta_flip: bool = False,
         ema: tuple[float, int] | None = None,
         placement=None,
+        normalization=None,
     ):
         self.placement = placement or SingleDevice()
+        self.normalization = normalization
         self.model = model
         self.optimizer = optimizer
         self.label_smoothing = label_smoothing
@@ -336,12 +340,12 @@ class CompiledSteps:
 
         Args:
             state: As returned by the last step function.
-            images: uint8 (B, 32, 32, 3).
+            images: uint8 (B, S, S, 3).
             labels: int32 (B,).
             weights: float32 (B,): 1 for real images, 0 for padding.
         """
         trainable, non_trainable = self.evaluated_values(state)
-        images = augment.normalize(images)
+        images = augment.normalize(images, self.normalization)
         logits, _ = self.model.stateless_call(trainable, non_trainable, images, training=False)
         if self.tta_flip:
             mirrored, _ = self.model.stateless_call(
