@@ -1,6 +1,8 @@
 """Optimizers with coupled L2 weight decay (the decay is added to the gradient, as in
 PyTorch's `weight_decay`, not applied to the weights beside it as Keras' `weight_decay`
-does): the recipe's Nesterov SGD, He et al.'s momentum SGD, and Adam."""
+does): the recipe's Nesterov SGD, He et al.'s momentum SGD, Adam, and airbench's
+(`TorchNesterovSGD`: PyTorch's Nesterov form, per-variable groups), with the conversions
+of each source's units to a mean loss's."""
 
 from __future__ import annotations
 
