@@ -168,10 +168,13 @@ def train_rows(keras: dict, ref: dict, sampled: bool = False) -> list[Row]:
 
 
 def _aligned(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """`got`'s filters (rows) with the signs of `want`'s: an eigenvector's is arbitrary."""
+    """`got`'s filters (rows: v_1..v_12, then -v_1..-v_12) with the signs of `want`'s: an
+    eigenvector's sign is arbitrary, the pair's is not. The sign of v_j is `want`'s and
+    -v_j's follows it, so that filters without their negatives do not pass."""
     got = got.reshape(want.shape[0], -1)
-    signs = np.sign(np.sum(got * want.reshape(want.shape[0], -1), axis=1))
-    return (got * signs[:, None]).reshape(want.shape)
+    half = want.shape[0] // 2
+    signs = np.sign(np.sum(got[:half] * want.reshape(want.shape[0], -1)[:half], axis=1))
+    return (got * np.concatenate([signs, signs])[:, None]).reshape(want.shape)
 
 
 def piece_rows(keras: dict, ref: dict, sampled: bool = False) -> list[Row]:
