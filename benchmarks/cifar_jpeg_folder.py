@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out_dir}: {written['train']} train, {written['test']} test images")
     if not args.check:
         return 0
-    from tf_resnet9.outputs.workdir import write_json_atomic
+    from tf_resnet9.outputs.files import write_json_atomic
 
     from tf_resnet9.outputs.results import environment, library_versions
 

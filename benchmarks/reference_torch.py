@@ -2,6 +2,7 @@ r"""The PyTorch reference of the parity tests, run as fast as PyTorch allows: th
 
     python -m benchmarks.reference_torch --data_dir $CIFAR10_DIR --seeds 5
     python -m benchmarks.reference_torch --data_dir $CIFAR10_DIR --seeds 5 --recipe page10
+    python -m benchmarks.reference_torch --data_dir $CIFAR10_DIR --seeds 25 --recipe airbench94
 
 The network, optimizer (summed loss, lr inside the velocity), schedule and random draws are
 `reference.torch_recipe` (`reference.torch_fast_recipe` with --recipe page10); what this
@@ -10,6 +11,14 @@ batched there, bf16 autocast, channels_last, cuDNN autotuning, and optionally
 `torch.compile`. Timing follows the same DAWNBench rules as `benchmarks.dawnbench` (warm-up
 before the clock, preprocessing inside it, evaluation excluded) and the JSON has the same
 fields, so the two files compare run for run.
+
+The airbench recipes (--recipe airbench94, airbench94_muon, airbench95, airbench96) run
+`reference.torch_airbench.train` as airbench times itself: the clock covers the
+whitening filters, training and the final evaluation with test-time augmentation (which
+gives test_accuracy), not the per-epoch evaluations (eval_time_s); a few updates on the
+real shapes warm up first (compile_time_s). --epochs and --batch_size override the
+recipe's (9.9 epochs of 1,024 for airbench94, fractional by default); the summary adds
+airbench's mean, standard deviation and one-sided t-test against its target.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from absl import app, flags
 
 from benchmarks.report import write_report
 from benchmarks.runs import define_run_flags, each_seed
+from reference import torch_airbench as airbench
 from reference import torch_fast_recipe as fast
 from reference import torch_recipe as reference
 from tf_resnet9.backends.device import cpu_name
@@ -36,7 +46,10 @@ CONFIG_FLAGS = define_run_flags("reference_torch")
 flags.DEFINE_enum("precision", None, ["float32", "bfloat16"], "Unset: bfloat16 on a GPU.")
 flags.DEFINE_boolean("compile", False, "torch.compile the model.")
 flags.DEFINE_enum(
-    "recipe", "page24", ["page24", "page10"], "The 24-epoch recipe, or Page's faster one."
+    "recipe",
+    "page24",
+    ["page24", "page10", *airbench.RECIPES],
+    "The 24-epoch recipe, Page's faster one, or one of Keller Jordan's airbench recipes.",
 )
 FLAGS = flags.FLAGS
 
@@ -169,6 +182,62 @@ class Run:
         }
 
 
+@dataclasses.dataclass
+class AirbenchRun:
+    """One run of an airbench recipe (`reference.torch_airbench`) on `device`."""
+
+    recipe: airbench.Recipe
+    device: torch.device
+    width: float
+    epochs: float
+    autocast: torch.dtype | None
+
+    def __call__(self, seed: int, train, test) -> dict:
+        wall_start = time.perf_counter()
+        options = dict(width=self.width, device=self.device, autocast=self.autocast)
+        # Warm-up: two updates on the real shapes (cuDNN's autotuning on a GPU).
+        batch = self.recipe.batch_size
+        few = (train[0][: 2 * batch], train[1][: 2 * batch])
+        compile_start = time.perf_counter()
+        airbench.train(self.recipe, few, (test[0][:batch], test[1][:batch]), seed, **options)
+        compile_time = time.perf_counter() - compile_start
+        result = airbench.train(self.recipe, train, test, seed, epochs=self.epochs, **options)
+        return {
+            "test_accuracy": result["test_accuracy"],
+            "test_accuracy_no_tta": result["test_accuracy_no_tta"],
+            "training_time_s": result["time_s"],
+            "compile_time_s": compile_time,
+            "eval_time_s": result["eval_time_s"],
+            "wall_time_s": time.perf_counter() - wall_start,
+            "images_per_s": result["updates"] * batch / result["time_s"],
+            "updates": result["updates"],
+        }
+
+
+def airbench_main(record: dict, versions: dict, precision: str, device) -> None:
+    """The airbench recipes: the shared flags validated as the package validates them, the
+    epochs and batch size the recipe's unless given."""
+    recipe = airbench.RECIPES[FLAGS.recipe]
+    config = config_from_flags(CONFIG_FLAGS)  # validates the flags given
+    given = {name for name in CONFIG_FLAGS if not FLAGS[name].using_default_value}
+    epochs = float(config.epochs) if "epochs" in given else recipe.epochs
+    if "batch_size" in given:
+        recipe = dataclasses.replace(recipe, batch_size=config.batch_size)
+    run = AirbenchRun(
+        recipe, device, config.width, epochs, torch.bfloat16 if precision == "bfloat16" else None
+    )
+    (x_train, y_train), (x_test, y_test) = load_cifar10(FLAGS.data_dir)
+    train = balanced_subset(y_train, config.train_limit, config.subset_seed)
+    test = balanced_subset(y_test, config.test_limit, config.subset_seed)
+    train, test = (x_train[train], y_train[train]), (x_test[test], y_test[test])
+    runs = each_seed(lambda seed: run(seed, train, test) | {"device": record, "versions": versions})
+    settings = {name: getattr(config, name) for name in CONFIG_FLAGS}
+    settings |= {"epochs": epochs, "batch_size": recipe.batch_size, "model": recipe.name}
+    settings |= {"precision": precision, "recipe": recipe.name}
+    title = f"PyTorch transcription of {recipe.name} on {record['name']}"
+    write_report("reference_torch", title, runs, record, settings, FLAGS.out, recipe.target)
+
+
 def device_record(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"kind": "gpu", "name": torch.cuda.get_device_name(device)}
@@ -181,6 +250,10 @@ def main(argv):
     torch.backends.cudnn.benchmark = True  # autotune convolutions (done in the warm-up)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = FLAGS.precision or ("bfloat16" if device.type == "cuda" else "float32")
+    record = device_record(device)
+    versions = library_versions() | {"cuda": torch.version.cuda}
+    if FLAGS.recipe in airbench.RECIPES:
+        return airbench_main(record, versions, precision, device)
     # Validated as the package does; the recipe's defaults (10 epochs for page10).
     config = config_from_flags(CONFIG_FLAGS, recipe=FLAGS.recipe)
     run = Run(
@@ -197,8 +270,6 @@ def main(argv):
     train = balanced_subset(y_train, config.train_limit, config.subset_seed)
     test = balanced_subset(y_test, config.test_limit, config.subset_seed)
     train, test = (x_train[train], y_train[train]), (x_test[test], y_test[test])
-    record = device_record(device)
-    versions = library_versions() | {"cuda": torch.version.cuda}
     runs = each_seed(lambda seed: run(seed, train, test) | {"device": record, "versions": versions})
     config = {name: getattr(config, name) for name in CONFIG_FLAGS} | {
         "precision": precision,

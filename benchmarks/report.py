@@ -47,6 +47,25 @@ def bf16_peak(device_name: str) -> float | None:
     return None
 
 
+def accuracy_statistics(accuracies: list[float], target: float | None) -> dict:
+    """airbench's evidence for a recipe: the mean test accuracy and its standard deviation
+    over the runs, and the p-value of a one-sided t-test of "the mean exceeds `target`"
+    (the probability of a mean this high or higher if the true mean were the target; None
+    with fewer than 2 runs, no target, or without scipy, a test extra)."""
+    mean = statistics.fmean(accuracies)
+    std = statistics.stdev(accuracies) if len(accuracies) > 1 else None
+    p_value = None
+    if target is not None and std is not None:
+        try:
+            from scipy import stats
+        except ImportError:
+            stats = None
+        if stats is not None and std > 0:
+            test = stats.ttest_1samp(accuracies, target, alternative="greater")
+            p_value = float(test.pvalue)
+    return {"mean_test_accuracy": mean, "std_test_accuracy": std, "p_mean_above_target": p_value}
+
+
 def summarize(
     runs: list[dict],
     device_name: str,
@@ -54,7 +73,8 @@ def summarize(
     target: float | None = TARGET_ACCURACY,
     model: str = "resnet9",
 ) -> dict:
-    """Median accuracy, share of runs reaching `target` (None: no published target), median
+    """Median accuracy, share of runs reaching `target` (None: no published target), the mean,
+    its standard deviation and a t-test against the target (`accuracy_statistics`), median
     training time (and to the target, where runs record `time_to_target_s`), FLOP
     utilisation.
 
@@ -65,6 +85,7 @@ def summarize(
     reached = [run["time_to_target_s"] for run in runs if run.get("time_to_target_s")]
     summary = {
         "runs": len(runs),
+        **accuracy_statistics(accuracies, target),
         "median_test_accuracy": statistics.median(accuracies),
         "min_test_accuracy": min(accuracies),
         "max_test_accuracy": max(accuracies),
@@ -99,6 +120,10 @@ def format_table(title: str, runs: list[dict], summary: dict) -> str:
         )
     mfu, target = summary["model_flop_utilization"], summary["target_test_accuracy"]
     at_target = "" if target is None else f" >= {target:.2%}: {summary['fraction_at_target']:.0%};"
+    std, p = summary["std_test_accuracy"], summary["p_mean_above_target"]
+    if std is not None:  # airbench's figures: mean, std, and the t-test against the target
+        spread = f"mean {summary['mean_test_accuracy']:.2%}, std {std:.2%}"
+        lines.append(spread + ("" if p is None else f"; one-sided t-test mean > target: p={p:.2g}"))
     lines.append(
         f"median {summary['median_test_accuracy']:.2%} (min {summary['min_test_accuracy']:.2%}, "
         f"max {summary['max_test_accuracy']:.2%}) of {summary['runs']};{at_target} median "

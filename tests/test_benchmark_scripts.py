@@ -71,6 +71,38 @@ class TestReferenceTorch:
         default = "bfloat16" if torch.cuda.is_available() else "float32"
         assert report["config"]["precision"] == default
 
+    @pytest.mark.slow
+    def test_an_airbench_recipe_writes_a_report_with_its_statistics(self, data_dir, tmp_path):
+        out = tmp_path / "airbench.json"
+        args = ["--data_dir", data_dir, "--out", out, *TINY, "--seeds", "2"]
+        result = run_module("benchmarks.reference_torch", *args, "--recipe", "airbench94")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(out.read_text())
+        assert [run["seed"] for run in report["runs"]] == [0, 1]
+        assert report["config"]["epochs"] == 1.0 and report["config"]["model"] == "airbench94"
+        assert report["summary"]["target_test_accuracy"] == 0.94
+        assert report["summary"]["std_test_accuracy"] is not None
+        assert "mean " in result.stdout and ", std " in result.stdout  # airbench's figures
+
+    @pytest.mark.parametrize("recipe", ["airbench94", "airbench94_muon", "airbench96"])
+    def test_the_airbench_transcription_trains_and_evaluates(self, recipe):
+        # In-process and tiny (the command's loop is the slow test's): 100 images in
+        # batches of 32, 1.5 epochs: 3 steps per epoch, ceil(4.5) = 5 updates.
+        import dataclasses
+
+        import torch
+
+        from reference import torch_airbench
+
+        torch.set_num_threads(1)
+        rng = np.random.default_rng(0)
+        train = (rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 100))
+        test = (rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 20))
+        narrow = dataclasses.replace(torch_airbench.RECIPES[recipe], batch_size=32)
+        result = torch_airbench.train(narrow, train, test, seed=0, width=0.0625, epochs=1.5)
+        assert result["updates"] == 5
+        assert 0.0 <= result["test_accuracy"] <= 1.0 and result["time_s"] > 0
+
     def test_the_faster_recipe_trains_and_evaluates_its_average(self):
         # In-process and tiny (the benchmark's loop is the one run above): a step of
         # FastResNet9 on its groups, the average moved, flip-averaged logits.

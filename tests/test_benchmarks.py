@@ -53,3 +53,17 @@ def test_summary_of_runs():
     assert other["fraction_at_target"] is None and other["model_flop_utilization"] is None
     runs[0]["time_to_target_s"], runs[2]["time_to_target_s"] = 8.0, 9.0
     assert summarize(runs, "NVIDIA H100 80GB HBM3")["median_time_to_target_s"] == 8.5
+
+
+def test_airbench_statistics_mean_std_and_t_test():
+    from benchmarks.report import accuracy_statistics
+
+    figures = accuracy_statistics([0.9412, 0.9391, 0.9405], 0.94)
+    # Mean 0.940267, sample std 0.001069: t = 0.000267 / (0.001069 / sqrt 3) = 0.432, 2
+    # degrees of freedom: one-sided p = 0.354 (scipy.stats.t.sf(0.432, 2)).
+    assert figures["mean_test_accuracy"] == pytest.approx(0.9402667, abs=1e-7)
+    assert figures["std_test_accuracy"] == pytest.approx(0.0010693, abs=1e-7)
+    assert figures["p_mean_above_target"] == pytest.approx(0.354, abs=1e-3)
+    single = accuracy_statistics([0.95], 0.94)
+    assert single["std_test_accuracy"] is None and single["p_mean_above_target"] is None
+    assert accuracy_statistics([0.9, 0.91], None)["p_mean_above_target"] is None

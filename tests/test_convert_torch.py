@@ -226,3 +226,110 @@ def test_help_answers_without_starting_keras_or_torch():
     assert result.returncode == 0, result.stderr
     assert "--option_a" in result.stdout and "--model" in result.stdout
     assert result.stdout.splitlines()[-1] == "exit 0 False False"
+
+
+# airbench's networks: their state dicts under airbench's own module names.
+
+# airbench's module paths for the transcription's (`reference.torch_airbench`).
+AIRBENCH_NAMES = {
+    "legacy": {"whiten": "0", "block1": "2", "block2": "3", "block3": "4", "head": "7"},
+    "muon": {"whiten": "whiten", "block1": "layers.1", "block2": "layers.2"}
+    | {"block3": "layers.3", "head": "head"},
+    "reference": {},
+}
+
+
+def airbench_network(recipe: str, seed: int = 0):
+    """The transcription's network at full width, random BN biases and statistics and
+    whitening filters (each conversion shows), in inference mode."""
+    from reference import torch_airbench
+
+    torch.manual_seed(seed)
+    network = torch_airbench.make_net(torch_airbench.RECIPES[recipe])
+    with torch.no_grad():
+        network.whiten.weight.normal_(0, 2)
+        network.whiten.bias.uniform_(-0.5, 0.5)
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.bias.uniform_(-0.5, 0.5)
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return network.eval()
+
+
+def airbench_state(network, naming: str) -> dict:
+    """`network`'s state dict under `naming`'s module paths, in fp16 as airbench keeps its
+    weights (BN in float32)."""
+    state = {}
+    for key, value in network.state_dict().items():
+        top, _, rest = key.partition(".")
+        prefix = AIRBENCH_NAMES[naming].get(top, top)
+        half = value.is_floating_point() and ".norm" not in key and naming != "reference"
+        state[f"{prefix}.{rest}"] = value.half() if half else value
+    return state
+
+
+@pytest.mark.parametrize(
+    "model, recipe, naming",
+    [
+        ("airbench94", "airbench94", "legacy"),
+        ("airbench96", "airbench96", "legacy"),
+        ("airbench94_muon", "airbench94_muon", "muon"),
+        ("airbench95", "airbench95", "reference"),
+    ],
+)
+def test_airbench_state_dicts_convert_to_the_same_logits(tmp_path, images, model, recipe, naming):
+    from reference import torch_airbench
+
+    network = airbench_network(recipe)
+    state = airbench_state(network, naming)
+    torch.save(state, tmp_path / "airbench.pt")
+    # The reference computes with what the checkpoint holds: fp16-rounded weights (the same
+    # keys in the same order, renamed).
+    held = zip(network.state_dict(), state.values())
+    network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in held})
+    converted = convert_torch.convert_airbench(
+        convert_torch.read_checkpoint(str(tmp_path / "airbench.pt")), model
+    )
+    x = torch_airbench.normalise(images)
+    with torch.no_grad():
+        expected = network(x).numpy()
+    got = keras.ops.convert_to_numpy(converted(x.permute(0, 2, 3, 1).numpy(), training=False))
+    # float32, the same sums in another order: logits up to ~0.5, ~1e-7 relative per layer.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=LOGITS_ATOL)
+
+
+def test_the_command_converts_airbench94(tmp_path, capsys):
+    path = tmp_path / "airbench94.pt"
+    torch.save(airbench_state(airbench_network("airbench94"), "legacy"), path)
+    status, out, err = run_in_process(capsys, convert_torch, path, "--model", "airbench94")
+    assert status == 0, err
+    # The whitening's 2, 6 convolutions, 6 BN layers' 5 (their counters too), the head.
+    assert out.splitlines()[0] == f"{path}: 39 tensors -> airbench94"
+
+
+@pytest.mark.parametrize(
+    "naming, model, change, message",
+    [
+        (
+            "muon",
+            "airbench94",
+            None,
+            "its keys are muon airbench's (airbench94_muon.py): expected --model airbench94_muon.",
+        ),
+        ("legacy", "airbench94_muon", None, "its keys are legacy airbench's"),
+        ("legacy", "airbench94", "drop", "missing 1 key (3.conv2.weight)."),
+        ("legacy", "airbench94", "scale", "2.norm1.weight is not all 1: airbench freezes"),
+        ("legacy", "airbench96", None, "missing 15 keys (2.conv3.weight, 2.norm3.weight"),
+    ],
+)
+def test_airbench_checkpoints_that_do_not_fit(tmp_path, naming, model, change, message):
+    state = airbench_state(airbench_network("airbench94"), naming)
+    if change == "drop":
+        del state["3.conv2.weight"]
+    elif change == "scale":
+        state["2.norm1.weight"] = state["2.norm1.weight"] * 2
+    arrays = {k: v.float().numpy() for k, v in state.items()}
+    with pytest.raises(convert_torch.ConversionError) as error:
+        convert_torch.convert_airbench(arrays, model)
+    assert message in str(error.value)

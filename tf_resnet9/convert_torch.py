@@ -1,6 +1,8 @@
-r"""Converts a PyTorch checkpoint of a CIFAR ResNet into the package's Keras model.
+r"""Converts a PyTorch checkpoint of a CIFAR ResNet or an airbench network into the package's
+Keras model.
 
     python -m tf_resnet9.convert_torch resnet56-4bfd9763.th --model resnet56 --out runs/r56
+    python -m tf_resnet9.convert_torch airbench94.pt --model airbench94
     python -m tf_resnet9.predict --model runs/r56 cat.png
 
 CHECKPOINT is a file `torch.save` wrote: the state dict of one of these networks, or a dict
@@ -11,6 +13,19 @@ DataParallel's "module." prefix. --model names the network: resnet20, resnet32, 
 resnet56, resnet110 (He et al.'s, option A shortcuts) or resnet18 (1x1 projection
 shortcuts); full width, 10 classes. Every tensor must be used and fit: a key missing, left
 over or of another shape is an error naming it.
+
+--model airbench94, airbench95, airbench96 or airbench94_muon reads Keller Jordan's
+airbench networks (github.com/KellerJordan/cifar10-airbench), full width, 10 classes,
+under their own module names: legacy/airbench9x.py's nn.Sequential ("0.weight",
+"2.conv1.weight", "2.norm1.bias", ..., "7.weight"), airbench94_muon.py's CifarNet
+("whiten.weight", "layers.1.conv1.weight", ..., "head.weight") or
+`reference.torch_airbench`'s ("block1.conv1.weight", ...); fp16 weights are read as they
+are. BatchNorm's weights must be 1 (airbench freezes them; the Keras network has none).
+airbench94_muon's network is airbench94's with its logits divided by 256 instead of 9:
+its module names tell the two apart, and the other --model is an error. Its whitening
+kernel converts with the rest; the networks take airbench's normalisation (pixels / 255,
+its mean and std: `tf_resnet9.data.airbench_augment.normalize`), which inference.keras
+replaces by this package's (within 1e-4 of it).
 
 Option A widens the shortcut with zero channels, and codebases put them in different
 places: "split" puts half before and half after the copied channels (Idelbayev's
@@ -48,7 +63,10 @@ from absl import flags
 # saved: --help must answer at once.
 from tf_resnet9 import commands, models
 
-MODELS = tuple(name for name in models.MODELS if name != "resnet9")  # the CIFAR ResNets
+CIFAR_RESNETS = tuple(
+    name for name in models.MODELS if name.startswith("resnet") and name != "resnet9"
+)
+MODELS = (*CIFAR_RESNETS, "airbench94", "airbench95", "airbench96", "airbench94_muon")
 OPTION_A_ZEROS = ("split", "end")
 # Where training scripts keep the state dict inside a checkpoint dict, in the order tried.
 NESTED_KEYS = ("state_dict", "net", "model")
@@ -74,6 +92,32 @@ flags.DEFINE_enum(
 )
 
 
+AIRBENCH_SOURCES = ("legacy", "muon", "reference")
+# Each airbench naming's module prefixes -> the Keras network's (`reference.torch_airbench`'s,
+# with "." for "_"): legacy/airbench9x.py's nn.Sequential (0: the whitening convolution,
+# 1: GELU, 2-4: the blocks, 5: pool, 6: flatten, 7: linear, 8: the scale) and
+# airbench94_muon.py's CifarNet (layers.0: GELU, layers.1-3: the blocks, layers.4: pool).
+AIRBENCH_PREFIXES = {
+    "legacy": {"0": "whiten", "2": "block1", "3": "block2", "4": "block3", "7": "head"},
+    "muon": {
+        "whiten": "whiten",
+        "layers.1": "block1",
+        "layers.2": "block2",
+        "layers.3": "block3",
+        "head": "head",
+    },
+    "reference": {name: name for name in ("whiten", "block1", "block2", "block3", "head")},
+}
+# The networks: full width, 10 classes; airbench94_muon's is airbench94 with the logits
+# divided by the last block's width (256) instead of times 1/9.
+AIRBENCH_MODELS = {
+    "airbench94": ("airbench94", {}),
+    "airbench95": ("airbench95", {}),
+    "airbench96": ("airbench96", {}),
+    "airbench94_muon": ("airbench94", {"logit_scale": None}),
+}
+
+
 class ConversionError(Exception):
     """The checkpoint cannot be read or does not fit the model; the message says why."""
 
@@ -93,7 +137,10 @@ def main(argv: list[str]) -> int:
         arrays = read_checkpoint(path)
         # Keras and its backend start here, after the checkpoint has been read and checked.
         with commands.NativeLogFilter():
-            model = convert(arrays, FLAGS.model, FLAGS.option_a)
+            if FLAGS.model in AIRBENCH_MODELS:
+                model = convert_airbench(arrays, FLAGS.model)
+            else:
+                model = convert(arrays, FLAGS.model, FLAGS.option_a)
             written = save(model, out)
     except ConversionError as e:
         print(f"error: {path}: {e}", file=sys.stderr)
@@ -101,7 +148,8 @@ def main(argv: list[str]) -> int:
     except OSError as e:  # writing: --out is a file, or not writable
         print(f"error: --out={out}: {e.strerror or e}.", file=sys.stderr)
         return 1
-    zeros = f", option A zeros {FLAGS.option_a}" if FLAGS.model != "resnet18" else ""
+    option_a = FLAGS.model in CIFAR_RESNETS and FLAGS.model != "resnet18"
+    zeros = f", option A zeros {FLAGS.option_a}" if option_a else ""
     print(f"{path}: {len(arrays)} tensors -> {FLAGS.model}{zeros}")
     print(f"wrote {', '.join(written)}")
     return 0
@@ -271,7 +319,7 @@ def expected_shapes(model: str) -> dict[str, tuple[int, ...]]:
     return shapes | {"linear.weight": (CLASSES, c_in), "linear.bias": (CLASSES,)}
 
 
-def check_state(arrays: Mapping[str, np.ndarray], model: str) -> None:
+def check_state(arrays: Mapping[str, np.ndarray], model: str, expected: dict | None = None) -> None:
     """Every tensor of `model` present with its shape, and every key of the checkpoint used.
 
     BN's step counters (`num_batches_tracked`) are accepted beside their layer's other
@@ -282,7 +330,7 @@ def check_state(arrays: Mapping[str, np.ndarray], model: str) -> None:
         ConversionError: naming the keys missing or left over, or the first tensor of
             another shape.
     """
-    expected = expected_shapes(model)
+    expected = expected_shapes(model) if expected is None else expected
     counters = {key.replace(".running_mean", ".num_batches_tracked") for key in expected}
     missing = [key for key in expected if key not in arrays]
     unexpected = [key for key in arrays if key not in expected and key not in counters]
@@ -317,8 +365,8 @@ def convert(arrays: Mapping[str, np.ndarray], model: str, zeros: str = "split"):
     Raises:
         ConversionError: as `check_state`, before Keras starts.
     """
-    if model not in MODELS:
-        raise ValueError(f"model={model!r} is invalid: expected one of {', '.join(MODELS)}.")
+    if model not in CIFAR_RESNETS:
+        raise ValueError(f"model={model!r} is invalid: expected one of {', '.join(CIFAR_RESNETS)}.")
     if zeros not in OPTION_A_ZEROS:
         raise ValueError(f"zeros={zeros!r} is invalid: expected one of {OPTION_A_ZEROS}.")
     check_state(arrays, model)
@@ -339,6 +387,109 @@ def convert(arrays: Mapping[str, np.ndarray], model: str, zeros: str = "split"):
         assigned.add(key)
     if assigned != set(expected_shapes(model)):
         raise RuntimeError(f"{model}: unassigned {sorted(set(expected_shapes(model)) - assigned)}")
+    return network
+
+
+# airbench's networks.
+
+
+def airbench_source(keys) -> str:
+    """Which naming a state dict's keys follow: "legacy" (nn.Sequential indices, "0.weight",
+    "2.conv1.weight", ...), "muon" ("layers.1.conv1.weight", ...) or "reference"
+    ("block1.conv1.weight", ...)."""
+    keys = set(keys)
+    if any(key.startswith("layers.") for key in keys):
+        return "muon"
+    if "0.weight" in keys:
+        return "legacy"
+    return "reference"
+
+
+def airbench_expected_shapes(model: str) -> dict[str, tuple[int, ...]]:
+    """Reference-named key -> shape of every tensor `model`'s state dict holds (BN's
+    counters aside), full width, 10 classes."""
+    from tf_resnet9.models.airbench import WIDTHS  # no Keras: a module-level dict
+
+    name = AIRBENCH_MODELS[model][0]
+    convs = 3 if name == "airbench96" else 2
+    shapes = {"whiten.weight": (24, 3, 2, 2), "whiten.bias": (24,)}
+    c_in = 24
+    for b, c_out in enumerate(WIDTHS[name], start=1):
+        for i in range(1, convs + 1):
+            shapes[f"block{b}.conv{i}.weight"] = (c_out, c_in if i == 1 else c_out, 3, 3)
+            shapes |= {f"block{b}.norm{i}.{part}": (c_out,) for part in _BN}
+        c_in = c_out
+    return shapes | {"head.weight": (CLASSES, c_in)}
+
+
+def airbench_state(arrays: Mapping[str, np.ndarray], model: str) -> dict[str, np.ndarray]:
+    """The state dict under the reference's names, checked against `model`.
+
+    Raises:
+        ConversionError: naming the keys missing or left over, the first tensor of another
+            shape, a BatchNorm weight other than 1 (airbench freezes them at 1; the Keras
+            network has none), or airbench94_muon's naming with another --model (its logits
+            are scaled differently) and the reverse.
+    """
+    source = airbench_source(arrays)
+    if (source == "muon") != (model == "airbench94_muon") and source != "reference":
+        expected = "airbench94_muon" if source == "muon" else "airbench94, airbench95 or airbench96"
+        raise ConversionError(
+            f"does not fit --model={model}: its keys are {source} airbench's "
+            f"({'airbench94_muon.py' if source == 'muon' else 'legacy/airbench9x.py'}): "
+            f"expected --model {expected}."
+        )
+    prefixes = AIRBENCH_PREFIXES[source]
+    # Checked in the checkpoint's own names, so that an error names its keys.
+    own = {value: key for key, value in prefixes.items()}
+    expected = {
+        _replace_prefix(key, own): shape for key, shape in airbench_expected_shapes(model).items()
+    }
+    check_state(arrays, model, expected)
+    renamed = {}
+    for key, value in arrays.items():
+        name = _replace_prefix(key, prefixes)
+        if name.endswith(".weight") and ".norm" in name and not np.all(value == 1.0):
+            raise ConversionError(
+                f"{key} is not all 1: airbench freezes BatchNorm's weight at 1, and the "
+                "Keras network has none."
+            )
+        renamed[name] = value
+    return renamed
+
+
+def _replace_prefix(key: str, prefixes: dict[str, str]) -> str:
+    """`key` with its longest module prefix in `prefixes` replaced ("2.conv1.weight" ->
+    "block1.conv1.weight"); as it is if none fits."""
+    module = key.rpartition(".")[0]
+    fits = [p for p in prefixes if module == p or module.startswith(p + ".")]
+    if not fits:
+        return key
+    prefix = max(fits, key=len)
+    return prefixes[prefix] + key[len(prefix) :]
+
+
+def convert_airbench(arrays: Mapping[str, np.ndarray], model: str):
+    """The package's airbench `model` holding a checkpoint's weights (airbench's own module
+    names or the reference's, `reference.torch_airbench`).
+
+    Raises:
+        ConversionError: as `airbench_state`, before Keras starts.
+    """
+    if model not in AIRBENCH_MODELS:
+        raise ValueError(
+            f"model={model!r} is invalid: expected one of {', '.join(AIRBENCH_MODELS)}."
+        )
+    state = airbench_state(arrays, model)
+    name, options = AIRBENCH_MODELS[model]
+    network = models.build(name, **options)
+    for variable in network.variables:
+        layer, leaf = variable.path.split("/")
+        key = f"{layer.replace('_', '.')}.{_VARIABLE_NAMES[leaf]}"
+        value = _keras_value(state[key], None, None, None)
+        if value.shape != tuple(variable.shape):
+            raise RuntimeError(f"{key} -> {variable.path}: {value.shape} vs {variable.shape}.")
+        variable.assign(value)
     return network
 
 

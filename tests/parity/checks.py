@@ -360,6 +360,10 @@ def tolerance_of(experiment: str, key: str) -> Tolerance:
     """The tolerance of the parity check that compares stored quantity `key`."""
     if experiment == "resnets":
         return resnet_tolerance(key)
+    if experiment == "airbench":
+        from tests.parity import airbench_checks  # it imports this module
+
+        return airbench_checks.tolerance(key)
     if key.endswith(":logits"):
         return LOGITS
     return _FIXTURE_TOLERANCES[experiment][key.split(":")[0]]

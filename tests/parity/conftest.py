@@ -56,3 +56,8 @@ def dynamics_results() -> Results:
 @pytest.fixture(scope="session")
 def resnets_results() -> Results:
     return _results("resnets")
+
+
+@pytest.fixture(scope="session")
+def airbench_results() -> Results:
+    return _results("airbench")

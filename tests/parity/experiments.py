@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tests.parity import cases, keras_side, resnet_side
+from tests.parity import airbench_side, cases, keras_side, resnet_side
 from tests.parity.name_map import BN_PATHS
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.data import augment
@@ -228,3 +228,8 @@ def torch_dynamics() -> dict[str, np.ndarray]:
 # makes their inputs too).
 keras_resnets = resnet_side.keras_resnets
 torch_resnets = resnet_side.torch_resnets
+
+
+# Test 9: the airbench recipes (`tests.parity.airbench_side`, which makes their inputs too).
+keras_airbench = airbench_side.keras_airbench
+torch_airbench = airbench_side.torch_airbench

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from tests.parity import cases, checks, distributions, experiments, resnet_side
+from tests.parity import airbench_checks, cases, checks, distributions, experiments, resnet_side
 from tf_resnet9.backends.device import current_device
 from tf_resnet9.outputs.results import library_versions
 
@@ -26,7 +26,7 @@ AUGMENT_SEED = 4
 
 
 def all_rows() -> list[checks.Row]:
-    """Every comparison of tests/parity, run live, in the order of its tests (1-8)."""
+    """Every comparison of tests/parity, run live, in the order of its tests (1-9)."""
     keras_forward, torch_forward = experiments.keras_forward(), experiments.torch_forward()
     initial, _, _ = experiments.forward_inputs()
     keras_opt = experiments.keras_optimizer()
@@ -57,6 +57,8 @@ def all_rows() -> list[checks.Row]:
         rows += checks.resnet_rows(keras_resnets, torch_resnets, model)
     for model in resnet_side.PLANTED:
         rows += checks.planted_rows(keras_resnets, torch_resnets, model)
+    # Test 9: the airbench recipes, their planted errors included.
+    rows += airbench_checks.all_rows(experiments.keras_airbench(), experiments.torch_airbench())
     return rows
 
 

@@ -17,18 +17,26 @@ from tests.parity import cases
 
 FIXTURE_DIR = pathlib.Path(__file__).parent / "fixtures"
 # Experiments stored: `tests.parity.experiments.torch_<name>` makes each.
-EXPERIMENTS = ("forward", "optimizer", "dynamics", "resnets")
+EXPERIMENTS = ("forward", "optimizer", "dynamics", "resnets", "airbench")
 # Stored packed, as three arrays (the keys, each array's size, all values as float32): the
 # ResNets' ~1,100 arrays of 16 values each, where one .npz entry per array would cost more
 # in zip and .npy headers (~300 bytes) than its values. Their reference runs in float32.
-PACKED = ("resnets",)
+PACKED = ("resnets", "airbench")
+# airbench's ~700 arrays keep 32 entries each (whole where smaller); the whitening filters
+# (their comparison aligns each filter's sign first) and the logits (80 entries) whole.
+AIRBENCH_SAMPLES = 32
 
 
 def sample_count(name: str, key: str) -> int:
     """How many entries of array `key` of experiment `name` are stored: 256, except the
-    ResNets' block outputs and gradients (cases.RESNET_SAMPLES; their logits are whole)."""
+    ResNets' block outputs and gradients (cases.RESNET_SAMPLES; their logits are whole)
+    and airbench's arrays (AIRBENCH_SAMPLES; the whitening filters whole)."""
     if name == "resnets" and not key.endswith(":linear"):
         return cases.RESNET_SAMPLES
+    if name == "airbench":
+        base = key.split(":", 2)[2] if key.startswith("planted:") else key
+        whole = base.startswith(("whiten:", "tta:")) or base.endswith(":logits")
+        return 1 << 30 if whole else AIRBENCH_SAMPLES
     return 256
 
 

@@ -228,7 +228,7 @@ class DataParallel(_Sharded):
 
 
 class SeedParallel(_Sharded):
-    """Several seeds trained together (`tf_resnet9.training.seeds`) over `count` devices of
+    """Several seeds trained together (`tf_resnet9.training.lanes`) over `count` devices of
     this process: their stacked states, per-seed inputs and metrics split along the seed
     axis (seeds / count whole runs on each device), what they share (the training and test
     sets) replicated. A seed's batch stays on its device: the programs need no

@@ -44,7 +44,7 @@ class Batches(Protocol):
 
     batch_axes: tuple  # per array of a chunk, its batch axis (None: not split by data parallel)
     # Per array of a chunk, whether it is the same for every seed (the training set), which
-    # seeds trained together (`tf_resnet9.training.seeds`) then share instead of stacking.
+    # seeds trained together (`tf_resnet9.training.lanes`) then share instead of stacking.
     shared: tuple
 
     def count(self, chunk) -> int:

@@ -12,6 +12,8 @@ _BUILDERS = {
     "resnet9": ("resnet9", "resnet9", {}),
     **{f"resnet{d}": ("resnets", "cifar_resnet", {"depth": d}) for d in CIFAR_RESNET_DEPTHS},
     "resnet18": ("resnets", "resnet18_cifar", {}),
+    # Keller Jordan's airbench networks (airbench94_muon's is airbench94 with options).
+    **{name: ("airbench", name, {}) for name in ("airbench94", "airbench95", "airbench96")},
 }
 MODELS = tuple(_BUILDERS)
 INITS = ("torch", "he_uniform", "he_normal")

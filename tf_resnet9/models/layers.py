@@ -1,12 +1,14 @@
 """The pieces every network here is built from: PyTorch's initialisation and BatchNorm
-settings, one `conv_bn` block, and the layers Keras lacks (ghost BatchNorm, CELU, option A's
-zero channels)."""
+settings, one `conv_bn` block, and the layers and initializers Keras lacks (ghost BatchNorm,
+CELU, exact GELU, option A's zero channels, a fixed patch-whitening convolution, dirac and
+unit-std initializers)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from tf_resnet9.models import ACTIVATIONS, INITS
@@ -38,6 +40,69 @@ def kernel_initializer(init: str) -> keras.initializers.Initializer:
     if init == "he_normal":  # He et al. 2016's CIFAR ResNets
         return keras.initializers.HeNormal()
     raise ValueError(f"init={init!r} is invalid: expected one of {', '.join(INITS)}.")
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class Dirac(keras.initializers.Initializer):
+    """`base`'s draw, then the first in_channels filters of a conv kernel (kh, kw, in, out)
+    set to identities (all the filters where out <= in): filter i passes input channel i
+    through at the window's centre (kh // 2, kw // 2) and is 0 elsewhere. PyTorch's
+    `nn.init.dirac_(weight[:in_channels])`, which airbench applies to every convolution:
+    a block starts close to the identity on the channels it has room for.
+
+    Args:
+        base: The initializer of the other filters (a Keras initializer or its
+            identifier); None: PyTorch's default (`kernel_initializer("torch")`).
+    """
+
+    def __init__(self, base=None):
+        self.base = (
+            keras.initializers.get(base) if base is not None else kernel_initializer("torch")
+        )
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 4:
+            raise ValueError(
+                f"shape={tuple(shape)!r} is invalid: expected a conv kernel (kh, kw, in, out)."
+            )
+        kh, kw, c_in, c_out = shape
+        kernel = self.base(shape, dtype=dtype)
+        count = min(c_in, c_out)
+        identity = np.zeros(shape, "float32")
+        identity[kh // 2, kw // 2, np.arange(count), np.arange(count)] = 1.0
+        replaced = np.arange(c_out) < count  # (out,)
+        return ops.where(replaced, ops.convert_to_tensor(identity, kernel.dtype), kernel)
+
+    def get_config(self):
+        return {"base": keras.initializers.serialize(self.base)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.initializers.deserialize(config["base"]))
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class UnitStd(keras.initializers.Initializer):
+    """`base`'s draw divided by its own standard deviation (with Bessel's correction, as
+    torch's `Tensor.std()`): airbench94_muon's head, `w *= 1 / w.std()`."""
+
+    def __init__(self, base=None):
+        self.base = (
+            keras.initializers.get(base) if base is not None else kernel_initializer("torch")
+        )
+
+    def __call__(self, shape, dtype=None):
+        w = self.base(shape, dtype=dtype)
+        n = int(np.prod(shape))
+        variance = ops.sum(ops.square(w - ops.mean(w))) / (n - 1)
+        return w / ops.sqrt(variance)
+
+    def get_config(self):
+        return {"base": keras.initializers.serialize(self.base)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.initializers.deserialize(config["base"]))
 
 
 def check_options(num_classes: int, width: float, init: str, logit_scale: float) -> None:
@@ -257,3 +322,115 @@ class ZeroChannels(layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"extra": self.extra}
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class GELU(layers.Layer):
+    """GELU(x) = x Phi(x), Phi the standard normal CDF: by default exact (the erf form,
+    PyTorch's `nn.GELU()`, airbench's); `keras.ops.gelu` defaults to the tanh
+    approximation, ~1e-3 away (`approximate=True`)."""
+
+    def __init__(self, approximate: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = approximate
+
+    def call(self, x):
+        return ops.gelu(x, approximate=self.approximate)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"approximate": self.approximate}
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class PatchWhitening(layers.Layer):
+    """A patch x patch convolution without padding whose kernel is computed from data and
+    fixed, and whose bias trains: airbench's first layer (32x32 -> 31x31 for patch 2).
+
+    The kernel is a non-trainable variable: `adapt(images)` sets it to
+    `tf_resnet9.data.whitening.whitening_kernel` of the images with this layer's
+    settings (airbench's by default); until then it holds `Dirac`'s draw, as airbench's
+    network does before its data arrive. The bias is trainable (airbench trains it for
+    the first 3 epochs only: that is the optimizer's business, `TorchNesterovSGD`'s
+    `last_update`).
+
+    Args:
+        patch: The kernel's height and width.
+        eps, images_used, negatives, bessel, descending: As `whitening_kernel`'s.
+        bias_initializer: The bias's initializer (airbench: zeros; airbench94_muon:
+            PyTorch's, U(+-1 / sqrt(patch^2 C))).
+        **kwargs: Passed to `keras.layers.Layer` (name, dtype).
+    """
+
+    def __init__(
+        self,
+        patch: int = 2,
+        eps: float = 5e-4,
+        images_used: int = 5_000,
+        negatives: bool = True,
+        bessel: bool = False,
+        descending: bool = True,
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(patch) != patch or patch < 1:
+            raise ValueError(f"patch={patch!r} is invalid: expected an integer >= 1.")
+        self.patch, self.eps, self.images_used = int(patch), eps, images_used
+        self.negatives, self.bessel, self.descending = negatives, bessel, descending
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def filters(self, channels: int) -> int:
+        """Output channels for `channels` input channels: patch^2 C, twice with negatives."""
+        return self.patch**2 * channels * (2 if self.negatives else 1)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        shape = (self.patch, self.patch, channels, self.filters(channels))
+        self.kernel = self.add_weight(shape, initializer=Dirac(), trainable=False, name="kernel")
+        self.bias = self.add_weight(
+            shape[-1:], initializer=self.bias_initializer, trainable=True, name="bias"
+        )
+
+    def call(self, x):
+        y = ops.conv(x, ops.cast(self.kernel, x.dtype), strides=1, padding="valid")
+        return y + ops.cast(self.bias, y.dtype)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        shrink = self.patch - 1
+        size = (None if h is None else h - shrink, None if w is None else w - shrink)
+        return (b, *size, self.filters(c))
+
+    def adapt(self, normalized_images) -> None:
+        """Sets the kernel from normalised training images (N, H, W, C), unaugmented."""
+        from tf_resnet9.data import whitening  # NumPy only
+
+        kernel = whitening.whitening_kernel(
+            np.asarray(normalized_images),
+            self.eps,
+            patch=self.patch,
+            images_used=self.images_used,
+            negatives=self.negatives,
+            bessel=self.bessel,
+            descending=self.descending,
+        )
+        if tuple(kernel.shape) != tuple(self.kernel.shape):
+            raise ValueError(
+                f"images of shape {tuple(np.shape(normalized_images))} are invalid for "
+                f"{self.name}: its kernel is {tuple(self.kernel.shape)}."
+            )
+        self.kernel.assign(kernel)
+
+    def get_config(self):
+        return super().get_config() | {
+            "patch": self.patch,
+            "eps": self.eps,
+            "images_used": self.images_used,
+            "negatives": self.negatives,
+            "bessel": self.bessel,
+            "descending": self.descending,
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }

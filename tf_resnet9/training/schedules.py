@@ -172,3 +172,69 @@ class LearningRate:
         uninterrupted run would (the plateau rule's counters and cuts)."""
         for record in records:
             self.end_epoch(record)
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """airbench's learning rate: peak x a factor that rises linearly from `start_factor` to
+    1 over the first `warmup_steps` updates, then falls linearly to `end_factor` at update
+    `total_steps`, and stays there.
+
+    Keras calls a schedule with the number of updates already applied, k = 0, 1, ...: as
+    airbench's `LambdaLR(get_lr)`, whose update k + 1 uses get_lr(k), and
+    airbench94_muon's lr x (1 - k / total). So the first update has factor start_factor
+    and the last (k = total - 1) is one step short of end_factor:
+
+        airbench94 (476 updates): WarmupLinearDecay(1.5, 476, int(476 * 0.23), 0.2, 0.07)
+        airbench96 (1,776):       WarmupLinearDecay(lr, 1776, int(1776 * 0.1), 0.2, 0.0)
+        airbench94_muon (200):    WarmupLinearDecay(lr, 200)  (no warm-up, to 0)
+
+    Args:
+        peak: The learning rate at factor 1.
+        total_steps: Updates until the factor reaches end_factor (the run's length).
+        warmup_steps: Updates of the rise (0: none); airbench: int(total x fraction).
+        start_factor, end_factor: The factor at update 0 and at update total_steps.
+    """
+
+    def __init__(
+        self,
+        peak: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        start_factor: float = 0.2,
+        end_factor: float = 0.0,
+    ):
+        if int(total_steps) != total_steps or total_steps < 1:
+            raise ValueError(f"total_steps={total_steps!r} is invalid: expected an integer >= 1.")
+        if int(warmup_steps) != warmup_steps or not 0 <= warmup_steps < total_steps:
+            raise ValueError(
+                f"warmup_steps={warmup_steps!r} is invalid: expected an integer in "
+                f"[0, total_steps={total_steps})."
+            )
+        self.peak, self.total_steps, self.warmup_steps = (
+            float(peak),
+            int(total_steps),
+            int(warmup_steps),
+        )
+        self.start_factor, self.end_factor = float(start_factor), float(end_factor)
+
+    def factor(self, step):
+        """The factor of update `step` (0-based), float32."""
+        k = ops.cast(step, "float32")
+        warm = max(self.warmup_steps, 1)
+        rising = self.start_factor + (1.0 - self.start_factor) * (k / warm)
+        decayed = (k - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+        falling = 1.0 - (1.0 - self.end_factor) * ops.minimum(decayed, 1.0)
+        return ops.where(k < self.warmup_steps, rising, falling)
+
+    def __call__(self, step):
+        return self.peak * self.factor(step)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "start_factor": self.start_factor,
+            "end_factor": self.end_factor,
+        }

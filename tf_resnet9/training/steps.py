@@ -176,7 +176,7 @@ class CompiledSteps:
     @property
     def evaluation_program(self):
         """The pure function `evaluate` compiles, `(state, images, labels, weights) ->
-        EvalMetrics` of one batch: for `tf_resnet9.training.seeds`, which maps it too."""
+        EvalMetrics` of one batch: for `tf_resnet9.training.lanes`, which maps it too."""
         return self._evaluate
 
     # The epoch loop trains "lanes": runs that share the compiled calls, their states and
