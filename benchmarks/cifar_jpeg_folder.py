@@ -116,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.check:
         return 0
     from tf_resnet9.outputs.files import write_json_atomic
-
     from tf_resnet9.outputs.results import environment, library_versions
 
     findings = check(args.out_dir, args.check)

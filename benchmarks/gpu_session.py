@@ -13,6 +13,8 @@ timeout from what is left of --budget_s, the most important figures first:
     page24-torch   `benchmarks.reference_torch`, the same seeds   -> OUT/page24-torch.json
     page10-keras   the same with --recipe page10                  -> OUT/page10-keras.json
     page10-torch                                                  -> OUT/page10-torch.json
+    airbench94-keras  `benchmarks.dawnbench --recipe airbench94`  -> its report in session.json
+    airbench94-torch  the transcription, the same seeds            -> likewise
     seeds-together `benchmarks.dawnbench --parallel_seeds`: page24's seeds in one program
                    against one after another (seeds per hour)     -> OUT/seeds-together.json
     profile        `benchmarks.profile_epoch`, one compiled epoch -> OUT/profile.txt
@@ -20,7 +22,8 @@ timeout from what is left of --budget_s, the most important figures first:
 OUT also gets session.json (the environment, the budget, each step's command, status, time
 and headline figures; rewritten atomically after every step, so a session killed from
 outside still leaves a true record) and log.txt (every line the children print, prefixed
-with the elapsed seconds and the step, as it comes): 8 files, the lease's 8. A step that
+with the elapsed seconds and the step, as it comes): 8 files, the lease's 8, so the airbench
+steps write their reports to the scratch folder and session.json holds them whole. A step that
 fails is recorded (the end of its stderr) and the next one runs; a step needing a package
 that is missing (torch, jax) is skipped and says so.
 
@@ -97,8 +100,9 @@ KILL_GRACE_S = 10.0  # SIGTERM, then SIGKILL this much later
 STDERR_LINES = 15  # the end of a failed child's stderr, kept in session.json
 PROFILE_EPOCHS = 4  # one compiles, one is timed, one traced (the tracer slows it: counted twice)
 PROFILE_READ_S = 10.0  # reading and summing the trace of one epoch
-# page10 evaluates each image and its mirror image (flip TTA): two forward passes.
-EVAL_PASSES = {"page24": 1.0, "page10": 2.0}
+# page10 evaluates each image and its mirror image (flip TTA): two forward passes;
+# airbench94 six (TTA level 2).
+EVAL_PASSES = {"page24": 1.0, "page10": 2.0, "airbench94": 6.0}
 # Where a smoke has no estimate yet: the share of the budget it may take at most.
 SMOKE_SHARE = {"smoke": 0.4, "smoke-torch": 0.15}
 # The tiny sizes of --dry_run: every step runs, in seconds to minutes on a CPU.
@@ -135,7 +139,7 @@ class Step:
     kind: str
     framework: str
     recipe: str
-    epochs: int
+    epochs: float
     output: str
     figures: str | None = None
 
@@ -148,11 +152,11 @@ def session_steps(dry_run: bool) -> list[Step]:
     data = ("--data_dir", "{data_dir}")
     one_epoch = ("--epochs", "1", *size)
 
-    def benchmark(name, module, framework, recipe):
-        args = (*data, "--seeds", "{seeds}", "--recipe", recipe, "--out", f"{{out}}/{name}.json")
+    def benchmark(name, module, framework, recipe, folder="{out}"):
+        output = f"{folder}/{name}.json"
+        args = (*data, "--seeds", "{seeds}", "--recipe", recipe, "--out", output)
         if dry_run:
             args += ("--epochs", "1", *size)
-        output = f"{{out}}/{name}.json"
         return Step(name, module, args, "benchmark", framework, recipe, epochs[recipe], output)
 
     return [
@@ -180,6 +184,11 @@ def session_steps(dry_run: bool) -> list[Step]:
         benchmark("page24-torch", "benchmarks.reference_torch", "torch", "page24"),
         benchmark("page10-keras", "benchmarks.dawnbench", "keras", "page10"),
         benchmark("page10-torch", "benchmarks.reference_torch", "torch", "page10"),
+        # The lease's files are taken: these reports travel whole inside session.json.
+        benchmark("airbench94-keras", "benchmarks.dawnbench", "keras", "airbench94", "{work}"),
+        benchmark(
+            "airbench94-torch", "benchmarks.reference_torch", "torch", "airbench94", "{work}"
+        ),
         Step(
             "seeds-together",
             "benchmarks.dawnbench",
@@ -480,12 +489,19 @@ def benchmark_figures(path: str) -> dict:
         "median_time_to_target_s",
         "median_images_per_s",
         "model_flop_utilization",
+        "mean_test_accuracy",
+        "std_test_accuracy",
+        "p_mean_above_target",
     )
-    compile_s = statistics.median(run["compile_time_s"] for run in report["runs"])
-    return {k: report["summary"].get(k) for k in keys} | {
+    runs = report["runs"]
+    compile_s = statistics.median(run["compile_time_s"] for run in runs)
+    figures = {k: report["summary"].get(k) for k in keys} | {
         "median_compile_time_s": compile_s,
         "device": report["device"].get("name"),
     }
+    if all("airbench_time_s" in run for run in runs):  # whitening, training, last evaluation
+        figures["median_airbench_time_s"] = statistics.median(r["airbench_time_s"] for r in runs)
+    return figures
 
 
 def seeds_together_figures(path: str) -> dict:
@@ -862,6 +878,8 @@ class Session:
     def _read_figures(self, step: Step, entry: dict, output: str, child_s: float) -> None:
         try:
             entry["headline"] = headline(step, self._path(step.figures or step.output))
+            if step.kind == "benchmark" and step.output.startswith("{work}"):
+                entry["report"] = _read_json(output)  # no file of its own comes back
             if step.kind in ("smoke", "benchmark"):
                 self.timings[step.framework] = timing_after(step, output, child_s)
         except (OSError, KeyError, ValueError, TypeError, IndexError) as e:

@@ -89,6 +89,7 @@ def run_seeds(benchmark: str, config_of_seed: Callable[[int], TrainConfig], targ
         results = train_and_evaluate(config, data_dir=flags.FLAGS.data_dir, out=log)
         return {key: getattr(results, key) for key in RUN_FIELDS} | {
             "time_to_target_s": time_to_target(results.epochs, target),
+            "airbench_time_s": results.airbench_time_s,  # whitening, training, last eval
             "config": results.as_dict()["config"],
         }
 

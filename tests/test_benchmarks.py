@@ -53,6 +53,12 @@ def test_summary_of_runs():
     assert other["fraction_at_target"] is None and other["model_flop_utilization"] is None
     runs[0]["time_to_target_s"], runs[2]["time_to_target_s"] = 8.0, 9.0
     assert summarize(runs, "NVIDIA H100 80GB HBM3")["median_time_to_target_s"] == 8.5
+    assert "median_airbench_time_s" not in summary  # none of the runs has airbench's clock
+    for run, clock in zip(runs, (3.0, 5.0, 4.0)):
+        run["airbench_time_s"] = clock
+    airbench = summarize(runs, "NVIDIA H100 80GB HBM3", target=0.9401, model="airbench94")
+    assert airbench["median_airbench_time_s"] == 4.0
+    assert "airbench's clock 4.00 s" in format_table("t", runs, airbench)
 
 
 def test_airbench_statistics_mean_std_and_t_test():

@@ -49,8 +49,8 @@ def test_a_subset_of_flags(flag_values):
 
 def test_invalid_values_name_the_setting(flag_values):
     names = define_config_flags(flag_values=flag_values)
-    flag_values(["prog", "--epochs=0"])
+    flag_values(["prog", "--batch_size=0"])
     with pytest.raises(ConfigError) as error:
         config_from_flags(names, flag_values)
-    assert error.value.setting == "epochs" and error.value.value == 0
-    assert str(error.value) == "epochs=0 is invalid: expected an integer >= 1."
+    assert error.value.setting == "batch_size" and error.value.value == 0
+    assert str(error.value) == "batch_size=0 is invalid: expected an integer >= 1."

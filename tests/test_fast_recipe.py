@@ -194,7 +194,7 @@ def test_ema_moves_when_pages_code_moves_it():
 
 
 def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror():
-    steps = small_steps(tta_flip=True)
+    steps = small_steps(tta_level=1)
     images = RNG.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     labels = RNG.integers(0, 10, 8).astype(np.int32)
     evaluation = evaluate(steps, steps.initial_state(), EvalSet.build(images, labels, 8))
@@ -214,7 +214,7 @@ def test_page10_sets_every_switch():
     assert config.pool_before_bn and config.freeze_bn_scale and config.whiten_prep
     assert (config.label_smoothing, config.logit_scale, config.cutout) == (0.2, 1 / 16, False)
     assert (config.bn_bias_lr_scale, config.bn_bias_wd_scale) == (64.0, 1 / 64)
-    assert (config.ema_momentum, config.ema_every, config.tta_flip) == (0.99, 5, True)
+    assert (config.ema_momentum, config.ema_every, config.tta_level) == (0.99, 5, 1)
 
 
 @pytest.mark.slow

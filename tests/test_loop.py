@@ -4,6 +4,7 @@ an input of the compiled steps); the callbacks read the epoch's state, not the K
 variables; the DAWNBench clock; and a run stopped before any callback sees a non-finite
 figure."""
 
+import math
 import time
 from typing import NamedTuple
 
@@ -41,8 +42,12 @@ class Tiny(NamedTuple):
 
     steps: CompiledSteps
     learning_rates: tuple
-    epochs: int
+    epochs: float
     count: int = 64
+
+    @property
+    def updates(self) -> int:
+        return math.ceil(self.epochs * (self.count // 16))
 
     def inputs(self):
         train = DeviceInput(IMAGES[: self.count], LABELS[: self.count], 16, 1, seed=0)
@@ -75,9 +80,10 @@ def trainable(model) -> dict:
     return {f"model/{v.path}": keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
 
 
-def fit(steps, epochs=2, callbacks=(), count=64, rule=None):
-    rate = LearningRate(0.05, updates=epochs * count // 16, plateau=rule)
-    training = Tiny(steps, (rate,), epochs, count)
+def fit(steps, epochs=2, callbacks=(), count=64, rule=None, rate=None):
+    training = Tiny(steps, (), epochs, count)
+    rate = rate or LearningRate(0.05, updates=training.updates, plateau=rule)
+    training = training._replace(learning_rates=(rate,))
     (fitted,) = loop.fit(training, steps.initial_state(), [Progress((), 0.0, 0.0)], [callbacks])
     return fitted
 
@@ -93,6 +99,26 @@ def test_a_learning_rate_the_rule_sets_after_an_epoch_is_the_one_the_next_epoch_
     final = trainable(steps.model)
     assert all(np.array_equal(final[name], value) for name, value in second.items())
     assert fitted.records[1].train_loss > 0  # and it did run its steps
+
+
+def test_a_fractional_run_ends_its_last_epoch_part_way():
+    # 1.5 epochs of 4 steps: 6 updates, the second epoch 2 steps; its record has the rate
+    # of update 6, its accuracy the share of its 32 images.
+    steps = tiny_steps()
+    rate = LearningRate(keras.optimizers.schedules.PolynomialDecay(0.05, 6, 0.01), 6)
+    seen = []
+
+    class Counter(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(logs["steps"])
+
+    fitted = fit(steps, epochs=1.5, callbacks=[Counter()], rate=rate)
+    assert [record.epoch for record in fitted.records] == [1, 2]
+    assert seen == [1, 2, 3, 4, 1, 2]  # one call per step here
+    assert int(keras.ops.convert_to_numpy(steps.optimizer.iterations)) == 6
+    assert fitted.records[1].lr == rate.lr_at(5) and rate.lr_at(5) != rate.lr_at(7)
+    correct = fitted.records[1].train_acc * 32  # a share of the epoch's 2 x 16 images
+    assert correct == pytest.approx(round(correct))
 
 
 def test_the_callbacks_read_the_state_the_model_holds_the_last_one():

@@ -92,11 +92,14 @@ def folder_64(tmp_path_factory):
     "model",
     ["resnet9", pytest.param("resnet20", marks=pytest.mark.slow),
      pytest.param("resnet18", marks=pytest.mark.slow),
-     pytest.param("resnet18 imagenet", marks=pytest.mark.slow)],
+     pytest.param("resnet18 imagenet", marks=pytest.mark.slow),
+     "airbench94", pytest.param("airbench96", marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_a_64x64_folder_trains_the_models_at_that_size(capsys, folder_64, tmp_path, model):
     name, *stem = model.split()
-    args = ["--model", name, *(["--stem", stem[0]] if stem else []), *TINY, "--batch_size", "8"]
+    # An airbench network by its recipe: the whitening, lookahead and TTA at 64x64 too.
+    chosen = ["--recipe", name] if name.startswith("airbench") else ["--model", name]
+    args = [*chosen, *(["--stem", stem[0]] if stem else []), *TINY, "--batch_size", "8"]
     if model == "resnet18":
         # TensorFlow 2.21's oneDNN kernels (its CPU default, without XLA) crash the process
         # on this ResNet-18 at 64x64 at widths 0.0625 and 0.125 (4 to 64 channels), not at

@@ -280,7 +280,7 @@ def test_help_exits_zero_and_lists_the_config_flags():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--epochs", "0"], "error: --epochs=0 is invalid: expected an integer >= 1."),
+        (["--epochs", "0"], "error: --epochs=0.0 is invalid: expected a number > 0."),
         (["--batch_size", "-1"], "error: --batch_size=-1 is invalid"),
         (["--width", "0"], "error: --width=0.0 is invalid: expected a number > 0."),
         (["--precision", "fp8"], "--precision"),

@@ -170,7 +170,7 @@ def _train_group(training: Training, run_dirs, saved, outs, callbacks, data_s) -
         for checkpoint in saved:  # every seed's, where the first one's progress shows
             console.resuming(checkpoint.path, checkpoint.epoch, outs[0])
     state = training.steps.initial_state()
-    finished = saved is not None and saved[0].epoch >= training.epochs
+    finished = saved is not None and saved[0].epoch >= training.epochs  # all, the last part
     if finished:
         fits = [_restored_fit(checkpoint) for checkpoint in saved]
         compile_time = saved[0].compile_time_s
@@ -258,4 +258,5 @@ def _results(training: Training, seed: int, fit: loop.Fit, resumed, compile_s, w
         wall_time_s=wall_s,
         versions=library_versions(),
         environment=environment(),
+        whitening_time_s=training.whitening_time_s,
     )

@@ -42,7 +42,8 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
                               weights): initial(), values(state), apply(state, grads,
                               non_trainable, learning_rate=None) (extra unchanged; the
                               optimizer's own schedule where learning_rate is None),
-                              with_extra(state, extra), finish(state),
+                              with_extra(state, extra), with_model(state, trainable,
+                              non_trainable) (the model's values replaced), finish(state),
                               run_discarding_updates(step_fn, *args)
 """
 

@@ -144,6 +144,10 @@ class TrainingState:
         trainable, non_trainable, optimizer_values, _ = state
         return trainable, non_trainable, optimizer_values, list(extra)
 
+    def with_model(self, state, trainable, non_trainable):
+        _, _, optimizer_values, extra = state
+        return list(trainable), list(non_trainable), optimizer_values, extra
+
     def finish(self, state) -> None:
         for variables, values in zip(self.groups, state):
             for variable, value in zip(variables, values):

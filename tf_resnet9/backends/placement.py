@@ -23,7 +23,7 @@ class SingleDevice:
         return array
 
     def put_stacked(self, array):
-        """`array` stacked over seeds trained together (`tf_resnet9.training.seeds`): here,
+        """`array` stacked over seeds trained together (`tf_resnet9.training.lanes`): here,
         where it is (`jax_backend.SeedParallel` splits their axis over devices)."""
         return array
 

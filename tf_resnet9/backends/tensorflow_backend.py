@@ -146,6 +146,11 @@ class TrainingState:
             variable.assign(value)
         return state
 
+    def with_model(self, state, trainable, non_trainable):
+        for variable, value in zip(self.groups[0] + self.groups[1], trainable + non_trainable):
+            variable.assign(value)
+        return state
+
     def finish(self, state) -> None:
         del state  # already in the variables
 

@@ -44,6 +44,66 @@ class Recipe:
 DEFAULT_RECIPE = "page24"  # `TrainConfig`'s own defaults
 _CIFAR_RESNET_AUGMENT = {"pad": "zero", "cutout": False}  # 4 zero pixels, crop 32, flip
 
+_AIRBENCH_SOURCE = (
+    'K. Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (2024), '
+    "github.com/KellerJordan/cifar10-airbench"
+)
+_AIRBENCH_MOMENTUM = 0.85
+
+
+def _airbench_lr(lr: float) -> float:
+    """airbench's lr (per 1,024 examples, whatever the momentum) as a mean loss's at batch
+    1,024: lr / (1 + 1 / (1 - momentum)) (`tf_resnet9.training.optimizers.
+    from_airbench_units`; its weight decay is weight_decay / lr, whatever the batch)."""
+    return lr / (1 + 1 / (1 - _AIRBENCH_MOMENTUM))
+
+
+def _airbench(name: str, lr: float, weight_decay: float, warmup: float, end: float, **own):
+    """The legacy airbench recipes' settings (airbench94, 95, 96): `own` on top of what
+    they share. airbench's lr and weight decay per 1,024 examples, its warm-up as a share
+    of the run and its final lr as a factor of the peak."""
+    epochs, peak = own["epochs"], _airbench_lr(lr)
+    return {
+        "model": name,
+        "batch_size": 1024,
+        "optimizer": "torch_nesterov_sgd",
+        "momentum": _AIRBENCH_MOMENTUM,
+        "peak_lr": peak,
+        "weight_decay": weight_decay / lr,
+        "lr_schedule": "warmup_linear",
+        "warmup_epochs": warmup * epochs,
+        "initial_lr": 0.2 * peak,
+        "min_lr": end * peak,
+        "bn_bias_lr_scale": 64.0,
+        "bn_bias_wd_scale": 1 / 64,
+        **_AIRBENCH_NETWORK,
+        "lookahead": True,
+        **_AIRBENCH_AUGMENT,
+        **own,
+    }
+
+
+# What every airbench recipe shares: the network's settings, the loss, the evaluation ...
+_AIRBENCH_NETWORK = {
+    "init": "torch",
+    "activation": "gelu",
+    "bn_momentum": 0.6,  # PyTorch's 0.4
+    "bn_epsilon": 1e-12,
+    "whiten_patch": 2,
+    "whiten_bias_epochs": 3.0,
+    "dirac_init": True,
+    "logit_scale": 1 / 9,
+    "label_smoothing": 0.2,
+    "normalize": "airbench",
+    "tta_level": 2,
+}
+# ... and the augmentation: reflect-padded translation by up to 2 pixels, alternating flip.
+_AIRBENCH_AUGMENT = {"pad": "reflect", "translate": 2, "cutout": False, "flip": "alternating"}
+_AIRBENCH_NOTE = (
+    "the mean of {runs} runs on an A100 (airbench's README), {seconds} s each; "
+    "README.org gives what was measured here"
+)
+
 RECIPES = {
     recipe.name: recipe
     for recipe in (
@@ -87,7 +147,7 @@ RECIPES = {
                 "bn_bias_wd_scale": 1 / 64,
                 "ema_momentum": 0.99,
                 "ema_every": 5,
-                "tta_flip": True,
+                "tta_level": 1,
             },
         ),
         Recipe(
@@ -148,6 +208,78 @@ RECIPES = {
                 "init": "torch",
                 "logit_scale": 1.0,
                 **_CIFAR_RESNET_AUGMENT,
+            },
+        ),
+        Recipe(
+            name="airbench94",
+            source=_AIRBENCH_SOURCE + ": legacy/airbench94.py",
+            summary="airbench94's network (2x2 patch whitening, three conv groups 64/256/256, "
+            "GELU), PyTorch's Nesterov SGD, 9.9 epochs of batch 1,024, lr warm-up over 23% "
+            "then down to 7%, lookahead, translate 2 with alternating flip, TTA level 2",
+            reported={"airbench94": 0.9401},
+            note=_AIRBENCH_NOTE.format(runs="1,000", seconds="3.83"),
+            defaults=_airbench("airbench94", 11.5, 0.0153, 0.23, 0.07, epochs=9.9),
+        ),
+        Recipe(
+            name="airbench95",
+            source=_AIRBENCH_SOURCE + ": legacy/airbench95.py",
+            summary="airbench94's recipe on a wider network (128/384/384) for 15 epochs, "
+            "lr 10.0 (airbench's units)",
+            reported={"airbench95": 0.9501},
+            note=_AIRBENCH_NOTE.format(runs="200", seconds="10.4"),
+            defaults=_airbench("airbench95", 10.0, 0.0153, 0.23, 0.07, epochs=15),
+        ),
+        Recipe(
+            name="airbench96",
+            source=_AIRBENCH_SOURCE + ": legacy/airbench96.py",
+            summary="widths 128/384/512, three convolutions a group with a residual over the "
+            "last two, 37 epochs, lr 9.0 and weight decay 0.012 (airbench's units), warm-up "
+            "10% then down to 0, translate 4, cutout 12x12",
+            reported={"airbench96": 0.9603},
+            note=_AIRBENCH_NOTE.format(runs="200", seconds="34.7"),
+            defaults=_airbench(
+                "airbench96",
+                9.0,
+                0.012,
+                0.1,
+                0.0,
+                epochs=37,
+                bn_momentum=0.9,  # PyTorch's default: airbench96 leaves it unset
+                translate=4,
+                cutout=True,
+                cutout_size=12,
+            ),
+        ),
+        Recipe(
+            name="airbench94_muon",
+            source=_AIRBENCH_SOURCE + ": airbench94_muon.py",
+            summary="airbench94's network (its whitening filters in ascending order, the "
+            "whitening bias and head initialised as PyTorch's and at unit std, logits / the "
+            "head's width), "
+            "Muon on the convolution kernels and Nesterov SGD on the rest, 8 epochs of batch "
+            "2,000, every lr linear to 0, no lookahead",
+            reported={"airbench94_muon": 0.9401},
+            note=_AIRBENCH_NOTE.format(runs="200", seconds="2.59"),
+            defaults={
+                "model": "airbench94_muon",
+                "epochs": 8,
+                "batch_size": 2000,
+                "optimizer": "muon",
+                "muon_lr": 0.24,
+                "muon_momentum": 0.6,
+                "momentum": _AIRBENCH_MOMENTUM,
+                # airbench94_muon's SGD groups sum the loss: lr x batch for a mean loss, and
+                # a decay of 2e-6 x batch per update at lr 1 (weight decay = decay / lr).
+                "peak_lr": 0.67 * 2000,  # the head's
+                "weight_decay": 2e-6 / 0.67,
+                "bn_bias_lr_scale": 0.053 / 0.67,  # the biases' lr 0.053
+                "bn_bias_wd_scale": 0.67 / 0.053,  # the same decay per update
+                "lr_schedule": "warmup_linear",
+                "warmup_epochs": 0.0,
+                "min_lr": 0.0,
+                **_AIRBENCH_NETWORK,
+                "logit_scale": None,  # 1 / the head's width: 1/256
+                **_AIRBENCH_AUGMENT,
             },
         ),
     )

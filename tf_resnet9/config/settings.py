@@ -11,7 +11,7 @@ from tf_resnet9.backends.device import Device, current_device, device_memory_byt
 from tf_resnet9.config.train_config import TrainConfig
 from tf_resnet9.data.cifar import DATASETS, IMAGE_SHAPE
 from tf_resnet9.data.splits import Splits
-from tf_resnet9.data.stats import MEAN, STD
+from tf_resnet9.data.stats import AIRBENCH, MEAN, STD
 from tf_resnet9.errors import ConfigError
 
 CIFAR_SIZE = IMAGE_SHAPE[0]
@@ -36,7 +36,8 @@ class RunSettings:
         seeds_together: Whether several seeds train together in one compiled program
             (`tf_resnet9.training.lanes`), else one after another.
         image_size: The side of the images the model takes.
-        normalize: "cifar10" (the recipe's constants) or "data" (the training images' own).
+        normalize: "cifar10" (the recipe's constants), "data" (the training images' own) or
+            "airbench" (airbench's constants).
         normalization: (mean, std) per channel on the 0..255 scale, as `normalize` says.
         stream: Whether the training set streams from the host each epoch
             (`tf_resnet9.data.streaming`) instead of being placed on the device.
@@ -268,7 +269,7 @@ def _augment(config: TrainConfig, device: Device) -> str:
 def _normalization(normalize: str, data: Splits | None) -> tuple:
     if normalize == "data" and data is not None:
         return tuple(data.normalization.mean), tuple(data.normalization.std)
-    return MEAN, STD
+    return AIRBENCH if normalize == "airbench" else (MEAN, STD)
 
 
 def _placement(config: TrainConfig, data: Splits | None, augment: str):
@@ -280,7 +281,7 @@ def _placement(config: TrainConfig, data: Splits | None, augment: str):
     from tf_resnet9.data.streaming import fits_on_device
 
     budget = None if config.max_device_memory is None else parse_bytes(config.max_device_memory)
-    pad = geometry(data.image_size).pad
+    pad = geometry(data.image_size, config.translate).pad
     return fits_on_device(data.train[0].shape, device_memory_bytes(), budget, pad)
 
 

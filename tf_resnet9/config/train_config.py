@@ -5,6 +5,7 @@ fields."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -14,16 +15,21 @@ from tf_resnet9.data.cifar import DATASETS
 from tf_resnet9.data.splits import FOLDER
 from tf_resnet9.data.tfds_source import PREFIX as TFDS
 from tf_resnet9.errors import ConfigError
-from tf_resnet9.models import ACTIVATIONS, INITS, MODELS
+from tf_resnet9.models import ACTIVATIONS, AIRBENCH_MODELS, INITS, MODELS
 
-OPTIMIZERS = ("nesterov_sgd", "sgd", "adam")
-LR_SCHEDULES = ("piecewise_linear", "multi_step", "cosine", "plateau")
+OPTIMIZERS = ("nesterov_sgd", "sgd", "adam", "torch_nesterov_sgd", "muon")
+# The optimizers with variable groups (`tf_resnet9.training.optimizers.TorchNesterovSGD`).
+GROUPED_OPTIMIZERS = ("torch_nesterov_sgd", "muon")
+LR_SCHEDULES = ("piecewise_linear", "multi_step", "cosine", "plateau", "warmup_linear")
 PLATEAU_MONITORS = ("train_loss", "val_loss")
 PADS = ("reflect", "zero")  # as `tf_resnet9.data.augment.pad_images` takes them
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-NORMALIZATIONS = ("cifar10", "data")  # the recipe's constants, or the training images' own
+# The recipe's constants, the training images' own, or airbench's (CIFAR-10's, its digits).
+NORMALIZATIONS = ("cifar10", "data", "airbench")
 STEMS = ("cifar", "imagenet")  # ResNet-18's first layers
 AUGMENT_MODES = ("device", "host")
+FLIPS = ("random", "alternating")  # as `tf_resnet9.data.inputs.DeviceInput` takes them
+TTA_LEVELS = (0, 1, 2)  # as `tf_resnet9.training.tta.tta_logits` takes them
 RECIPE_EPOCHS = 24  # the length the recipe's schedule was tuned for
 
 
@@ -48,6 +54,7 @@ def _is_amount(text: str) -> bool:
 _POSITIVE = Check(lambda v: v > 0, "a number > 0")
 _NONNEGATIVE = Check(lambda v: v >= 0, "a number >= 0")
 _FRACTION = Check(lambda v: 0 <= v < 1, "a number in [0, 1)")
+_OPEN_FRACTION = Check(lambda v: 0 < v < 1, "a number between 0 and 1")
 
 
 def _setting(default, help: str, choices: tuple[str, ...] | None = None, check=None):
@@ -70,12 +77,14 @@ class TrainConfig:
     recipe: str = _setting(
         DEFAULT_RECIPE,
         "A named set of defaults for every setting below (page24, page10, he2016, "
-        "adam_plateau; README.org); flags given override it.",
+        "adam_plateau, airbench94, airbench94_muon, airbench95, airbench96; README.org); "
+        "flags given override it.",
         tuple(RECIPES),
     )
     model: str = _setting(
         "resnet9",
-        "The network: resnet9 (Page), resnet20/32/44/56/110 (He et al. 2016), resnet18.",
+        "The network: resnet9 (Page), resnet20/32/44/56/110 (He et al. 2016), resnet18, "
+        "airbench94/95/96 and airbench94_muon (Keller Jordan's).",
         MODELS,
     )
     dataset: str = _setting(
@@ -103,38 +112,54 @@ class TrainConfig:
     normalize: str | None = _setting(
         None,
         "cifar10: the recipe's per-channel mean and standard deviation (CIFAR-10's); data: "
-        "the training images' own. Unset: cifar10 for CIFAR-10 and CIFAR-100, data for a "
-        "class folder or a tensorflow-datasets data set.",
+        "the training images' own; airbench: airbench's figures for CIFAR-10. Unset: "
+        "cifar10 for CIFAR-10 and CIFAR-100, data for a class folder or a "
+        "tensorflow-datasets data set.",
         NORMALIZATIONS,
     )
-    epochs: int = _setting(
-        RECIPE_EPOCHS, "Epochs to train; the lr peaks at 5/24 of them.", check=_at_least(1)
+    epochs: float = _setting(
+        RECIPE_EPOCHS,
+        "Epochs to train; a fraction trains the last epoch part-way: ceil(epochs x steps "
+        "per epoch) updates in all (airbench94: 9.9).",
+        check=_POSITIVE,
     )
     batch_size: int = _setting(
         512, "Images per step; the last partial batch is dropped.", check=_at_least(1)
     )
     optimizer: str = _setting(
         "nesterov_sgd",
-        "nesterov_sgd (the recipe's), sgd (heavy-ball momentum) or adam; all with coupled "
-        "L2 weight decay.",
+        "nesterov_sgd (the recipe's: the lr multiplies the gradient entering the momentum), "
+        "sgd (heavy-ball momentum), adam, torch_nesterov_sgd (PyTorch's Nesterov form: the "
+        "lr multiplies the momentum's output; airbench's) or muon (Muon on the convolution "
+        "kernels, torch_nesterov_sgd on the rest: airbench94_muon's); all with coupled L2 "
+        "weight decay.",
         OPTIMIZERS,
     )
     peak_lr: float = _setting(
         0.4,
-        "Peak (piecewise_linear) or initial learning rate per step, mean-loss units.",
+        "Peak (piecewise_linear, warmup_linear) or initial learning rate per step, mean-loss "
+        "units.",
         check=_POSITIVE,
     )
     lr_schedule: str = _setting(
         "piecewise_linear",
         "piecewise_linear (0 -> peak_lr -> 0), multi_step (x lr_decay at each of "
         "lr_milestones), cosine (to min_lr), plateau (x lr_decay when the monitored loss "
-        "stalls for plateau_patience epochs, not below min_lr).",
+        "stalls for plateau_patience epochs, not below min_lr), warmup_linear (airbench's: "
+        "initial_lr -> peak_lr linearly over the warm-up, then linearly towards min_lr, per "
+        "update).",
         LR_SCHEDULES,
     )
     warmup_epochs: float = _setting(
         5.0,
-        "piecewise_linear: epochs of linear warm-up 0 -> peak_lr (of 24; scaled for shorter runs).",
-        check=_POSITIVE,
+        "piecewise_linear and warmup_linear: epochs of linear warm-up to peak_lr (of the "
+        "recipe's length: scaled for shorter runs).",
+        check=_NONNEGATIVE,
+    )
+    initial_lr: float = _setting(
+        0.0,
+        "warmup_linear: the lr of the first update (airbench: 0.2 x peak_lr).",
+        check=_NONNEGATIVE,
     )
     lr_milestones: tuple[float, ...] = _setting(
         (0.5, 0.75),
@@ -152,7 +177,9 @@ class TrainConfig:
         check=Check(lambda v: 0 < v < 1, "a number between 0 and 1"),
     )
     min_lr: float = _setting(
-        0.0, "piecewise_linear and cosine: the final lr; plateau: the floor.", check=_NONNEGATIVE
+        0.0,
+        "piecewise_linear, cosine and warmup_linear: the final lr; plateau: the floor.",
+        check=_NONNEGATIVE,
     )
     lr_hold_epochs: float = _setting(
         0.0,
@@ -169,7 +196,18 @@ class TrainConfig:
         "plateau: the loss watched; val_loss needs --val_split (never the test loss).",
         PLATEAU_MONITORS,
     )
-    momentum: float = _setting(0.9, "Momentum of nesterov_sgd and sgd.", check=_FRACTION)
+    momentum: float = _setting(
+        0.9, "Momentum of the SGD optimizers (and of muon's other variables).", check=_FRACTION
+    )
+    muon_lr: float = _setting(
+        0.24,
+        "muon: the convolution kernels' learning rate at the schedule's peak (Muon's steps "
+        "are orthogonalised: no loss units).",
+        check=_POSITIVE,
+    )
+    muon_momentum: float = _setting(
+        0.6, "muon: the convolution kernels' Nesterov momentum.", check=_FRACTION
+    )
     weight_decay: float = _setting(
         5e-4,
         "Coupled L2 weight decay: added to the gradient, enters the momentum.",
@@ -184,9 +222,17 @@ class TrainConfig:
     width: float = _setting(
         1.0, "Multiplies every channel count (64/128/256/512); > 0.", check=_POSITIVE
     )
-    logit_scale: float = _setting(0.125, "Constant multiplying the logits.", check=_POSITIVE)
-    activation: str = _setting(
-        "relu", "ResNet9's activation: relu, or celu (Page's later recipe).", ACTIVATIONS
+    logit_scale: float | None = _setting(
+        0.125,
+        "Constant multiplying the logits; none: 1 / the head's input width (airbench networks "
+        "only: airbench94_muon's 1/256 at full width).",
+        check=_POSITIVE,
+    )
+    activation: str | None = _setting(
+        None,
+        "ResNet9's activation: relu, celu (Page's later recipe) or gelu (exact, erf form). "
+        "Unset: the network's own (relu; the airbench networks' gelu, their only one).",
+        ACTIVATIONS,
     )
     celu_alpha: float = _setting(
         0.3, "celu: its alpha, CELU(x) = max(0,x) + min(0, a(e^(x/a)-1)).", check=_POSITIVE
@@ -205,6 +251,37 @@ class TrainConfig:
         "ResNet-18's first layers: cifar (a 3x3 stride-1 convolution) or imagenet (7x7 "
         "stride 2 and a 3x3 stride-2 max pool: for large images).",
         STEMS,
+    )
+    bn_momentum: float | None = _setting(
+        None,
+        "BatchNorm's momentum in Keras' convention (running = m running + (1 - m) batch; "
+        "PyTorch's momentum is 1 - m). Unset: the network's own (0.9, PyTorch's default; "
+        "airbench94/95 0.6).",
+        check=_OPEN_FRACTION,
+    )
+    bn_epsilon: float | None = _setting(
+        None,
+        "BatchNorm's epsilon. Unset: the network's own (1e-5, PyTorch's; airbench 1e-12).",
+        check=_POSITIVE,
+    )
+    whiten_patch: int | None = _setting(
+        None,
+        "The patch-whitening layer's patch side (ResNet9's --whiten_prep, the airbench "
+        "networks' first layer). Unset: the network's own (3; airbench 2).",
+        check=_at_least(1),
+    )
+    whiten_bias_epochs: float | None = _setting(
+        None,
+        "airbench networks: their whitening layer's bias trains for the first N epochs, then "
+        "stays as it is (no step, momentum or decay after); torch_nesterov_sgd at the run's "
+        "lr, muon at the BN biases' falling linearly to 0 over those epochs. Unset: "
+        "throughout.",
+        check=_NONNEGATIVE,
+    )
+    dirac_init: bool | None = _setting(
+        None,
+        "airbench networks: the first in_channels filters of each 3x3 convolution start as "
+        "identities. Unset: on (airbench's).",
     )
     freeze_bn_scale: bool = _setting(
         False, "ResNet9: BatchNorm's scale (gamma) fixed at 1, not trained."
@@ -232,17 +309,27 @@ class TrainConfig:
         "N-th after it, as Page's code does (Page: 5).",
         check=_at_least(1),
     )
-    tta_flip: bool = _setting(
-        False, "Evaluate on the mean of the logits of each image and its mirror image."
+    lookahead: bool = _setting(
+        False,
+        "airbench's lookahead: every 5 updates an average of the weights and BN statistics "
+        "moves towards them (decay 0.95^5 (t/T)^3) and they are set to it; at the end they "
+        "become the average.",
+    )
+    tta_level: int = _setting(
+        0,
+        "Test-time augmentation: 0 none; 1 the mean of the logits of each image and its "
+        "mirror image (Page); 2 those and both moved one pixel diagonally each way "
+        "(airbench: weights 1/4, 1/4, 1/8 x 4).",
+        check=Check(lambda v: v in TTA_LEVELS, "0, 1 or 2"),
     )
     bn_bias_lr_scale: float = _setting(
         1.0,
-        "nesterov_sgd and sgd: BatchNorm biases (beta) train with lr times this (Page: 64).",
+        "BatchNorm biases (beta) train with lr times this (Page: 64); not with adam.",
         check=_POSITIVE,
     )
     bn_bias_wd_scale: float = _setting(
         1.0,
-        "nesterov_sgd and sgd: BatchNorm biases' weight decay times this (Page: 1/64).",
+        "BatchNorm biases' weight decay times this (Page: 1/64); not with adam.",
         check=_POSITIVE,
     )
     precision: str | None = _setting(
@@ -268,12 +355,29 @@ class TrainConfig:
     )
     pad: str = _setting(
         "reflect",
-        "Training augmentation's padding before the random crop (4 pixels at 32x32: an "
-        "eighth of the side): reflect (Page) or zero (He et al.).",
+        "Training augmentation's padding before the random crop (--translate pixels): "
+        "reflect (Page, airbench) or zero (He et al.).",
         PADS,
     )
-    cutout: bool = _setting(
-        True, "Training augmentation: cut out a square (8x8 at 32x32: a quarter of the side)."
+    translate: int | None = _setting(
+        None,
+        "Training augmentation: pad each side by this many pixels and crop back at random, "
+        "moving images by up to as much (airbench94: 2). Unset: an eighth of the side (4 at "
+        "32x32).",
+        check=_at_least(0),
+    )
+    cutout: bool = _setting(True, "Training augmentation: cut out a square (cutout_size).")
+    cutout_size: int | None = _setting(
+        None,
+        "The cutout square's side (airbench96: 12). Unset: a quarter of the image's (8 at 32x32).",
+        check=_at_least(1),
+    )
+    flip: str = _setting(
+        "random",
+        "Training augmentation's mirroring: random (each image with probability 1/2, every "
+        "epoch: Page's) or alternating (airbench's: each image's flip drawn once, then the "
+        "whole set mirrored every other epoch).",
+        FLIPS,
     )
     augment: str | None = _setting(
         None,
@@ -382,6 +486,37 @@ class TrainConfig:
         (what its results.json and checkpoints record)."""
         return dataclasses.replace(self, seed=seed, seeds=1)
 
+    def updates(self, steps_per_epoch: int) -> int:
+        """The run's updates: ceil(epochs x steps_per_epoch) (airbench94's 9.9 epochs of 48
+        steps: 476), a product within round-off of a whole number taken as it."""
+        return math.ceil(self.epochs * steps_per_epoch - _ROUND_OFF)
+
+    def epochs_run(self, steps_per_epoch: int) -> int:
+        """Epochs the run trains in, the last perhaps part-way: ceil(updates / steps)."""
+        return -(-self.updates(steps_per_epoch) // steps_per_epoch)
+
+    def whiten_bias_updates(self, steps_per_epoch: int) -> int | None:
+        """The updates the whitening bias trains for, ceil(whiten_bias_epochs x steps) as
+        airbench counts them (144 of 48-step epochs); None: all."""
+        if self.whiten_bias_epochs is None:
+            return None
+        return math.ceil(self.whiten_bias_epochs * steps_per_epoch - _ROUND_OFF)
+
+    def warmup_updates(self, updates: int) -> int:
+        """warmup_linear: the warm-up's updates, as airbench counts them: int(updates x its
+        share of the run), the share warmup_epochs / epochs (scaled as `lr_knots`' are)."""
+        share = self.warmup_epochs * self._length_scale / self.epochs
+        return int(updates * share + _ROUND_OFF)
+
+    @property
+    def _length_scale(self) -> float:
+        """This run's length over its recipe's, at most 1: the warm-up and hold, in epochs
+        of the recipe's length, keep their share of shorter runs."""
+        reference = RECIPES[self.recipe].defaults.get("epochs", RECIPE_EPOCHS)
+        if callable(reference):  # a recipe whose length depends on other settings
+            reference = self.epochs
+        return min(1.0, self.epochs / reference)
+
     @property
     def lr_knots(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(epochs, values) of the piecewise-linear learning rate: 0 at the start, peak_lr
@@ -391,16 +526,17 @@ class TrainConfig:
         of the recipe's own length (24 for page24): shorter runs keep them at the same
         fraction of training (5/24), so a quick 2-epoch run still warms up and decays.
         """
-        reference = RECIPES[self.recipe].defaults.get("epochs", RECIPE_EPOCHS)
-        if callable(reference):  # a recipe whose length depends on other settings
-            reference = self.epochs
-        shorter = min(1.0, self.epochs / reference)
+        shorter = self._length_scale
         peak_epoch = self.warmup_epochs * shorter
         if not self.lr_hold_epochs:
             return (0.0, peak_epoch, float(self.epochs)), (0.0, self.peak_lr, self.min_lr)
         decay_end = self.epochs - self.lr_hold_epochs * shorter
         values = (0.0, self.peak_lr, self.min_lr, self.min_lr)
         return (0.0, peak_epoch, decay_end, float(self.epochs)), values
+
+
+# Products like 0.1 x 30 land a hair above the whole number they stand for.
+_ROUND_OFF = 1e-9
 
 
 def _rules(field: dataclasses.Field) -> tuple[tuple[str, ...] | None, Check | None]:
@@ -439,12 +575,13 @@ def _val_loss_needs_a_validation_set(c: TrainConfig) -> None:
 
 # ResNet9's switches of Page's faster recipe, at their plain values.
 _RESNET9_ONLY = {
-    "activation": "relu",
     "pool_before_bn": False,
     "freeze_bn_scale": False,
     "ghost_bn_splits": 1,
     "whiten_prep": False,
 }
+# The airbench networks' settings, unset elsewhere.
+_AIRBENCH_ONLY = ("whiten_bias_epochs", "dirac_init")
 
 
 def _resnet9_switches_only_on_resnet9(c: TrainConfig) -> None:
@@ -455,6 +592,72 @@ def _resnet9_switches_only_on_resnet9(c: TrainConfig) -> None:
             getattr(c, name),
             f"{plain!r}: it is a switch of ResNet9, not of {c.model}",
         )
+
+
+def _airbench_settings_only_on_airbench(c: TrainConfig) -> None:
+    for name in _AIRBENCH_ONLY:
+        _require(
+            c.model in AIRBENCH_MODELS or getattr(c, name) is None,
+            name,
+            getattr(c, name),
+            f"none: it is a setting of the airbench networks, not of {c.model}",
+        )
+
+
+def _activation_of_the_network(c: TrainConfig) -> None:
+    own = {"resnet9": ACTIVATIONS} | {m: ("gelu",) for m in AIRBENCH_MODELS}
+    allowed = own.get(c.model, ("relu",))
+    _require(
+        c.activation is None or c.activation in allowed,
+        "activation",
+        c.activation,
+        f"{' or '.join(allowed)} for {c.model} (or none, its own)",
+    )
+
+
+def _logit_scale_by_width_only_on_airbench(c: TrainConfig) -> None:
+    _require(
+        c.logit_scale is not None or c.model in AIRBENCH_MODELS,
+        "logit_scale",
+        c.logit_scale,
+        f"a number > 0 for {c.model} (none, 1 / the head's width, is the airbench networks')",
+    )
+
+
+def _whitening_where_there_is_one(c: TrainConfig) -> None:
+    _require(
+        c.whiten_patch is None or c.model in AIRBENCH_MODELS or c.whiten_prep,
+        "whiten_patch",
+        c.whiten_patch,
+        f"none: {c.model} has no whitening layer (ResNet9's needs --whiten_prep)",
+    )
+
+
+def _whitening_bias_needs_grouped_optimizer(c: TrainConfig) -> None:
+    _require(
+        c.whiten_bias_epochs is None or c.optimizer in GROUPED_OPTIMIZERS,
+        "whiten_bias_epochs",
+        c.whiten_bias_epochs,
+        f"none with {c.optimizer}: stopping the bias is torch_nesterov_sgd's or muon's",
+    )
+
+
+def _muon_needs_a_schedule(c: TrainConfig) -> None:
+    _require(
+        c.optimizer != "muon" or c.lr_schedule != "plateau",
+        "lr_schedule",
+        c.lr_schedule,
+        "a schedule known in advance with muon (its kernels' lr follows the schedule's shape)",
+    )
+
+
+def _one_average(c: TrainConfig) -> None:
+    _require(
+        not (c.lookahead and c.ema_momentum),
+        "ema_momentum",
+        c.ema_momentum,
+        "0 with --lookahead (one average of the weights at a time)",
+    )
 
 
 def _stem_only_on_resnet18(c: TrainConfig) -> None:
@@ -477,7 +680,9 @@ def _bias_scales_only_with_sgd(c: TrainConfig) -> None:
 
 
 def _schedule_leaves_room_to_decay(c: TrainConfig) -> None:
-    knots = c.lr_knots[0] if c.lr_schedule == "piecewise_linear" else ()
+    knots = c.lr_knots[0] if c.lr_schedule in ("piecewise_linear", "warmup_linear") else ()
+    if c.lr_schedule == "warmup_linear":  # its warm-up may be empty
+        knots = knots[1:]
     _require(
         all(b > a for a, b in zip(knots, knots[1:])),
         "lr_hold_epochs" if c.lr_hold_epochs else "warmup_epochs",
@@ -491,6 +696,13 @@ _COMBINATIONS = (
     _min_lr_below_peak,
     _val_loss_needs_a_validation_set,
     _resnet9_switches_only_on_resnet9,
+    _airbench_settings_only_on_airbench,
+    _activation_of_the_network,
+    _logit_scale_by_width_only_on_airbench,
+    _whitening_where_there_is_one,
+    _whitening_bias_needs_grouped_optimizer,
+    _muon_needs_a_schedule,
+    _one_average,
     _stem_only_on_resnet18,
     _bias_scales_only_with_sgd,
     _schedule_leaves_room_to_decay,

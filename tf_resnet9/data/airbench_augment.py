@@ -28,11 +28,11 @@ from keras import ops
 
 from tf_resnet9 import backends
 from tf_resnet9.data.augment import crop, cutout, flip_left_right
+from tf_resnet9.data.augment import normalize as normalize_images
 from tf_resnet9.data.cifar import IMAGE_SHAPE
+from tf_resnet9.data.stats import AIRBENCH_MEAN as MEAN  # of pixels / 255
+from tf_resnet9.data.stats import AIRBENCH_STD as STD
 
-# airbench's CIFAR_MEAN and CIFAR_STD, of pixels / 255.
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2470, 0.2435, 0.2616)
 TRANSLATE = 2  # airbench94/95; airbench96: 4
 CUTOUT = 12  # airbench96's; the others none
 
@@ -52,12 +52,14 @@ def draw_flips(count: int, seed):
     return backends.randint(seed, (count,), 0, 2)
 
 
-def draw_epoch(count: int, seed, pad: int = TRANSLATE, cutout_size: int = 0) -> EpochDraws:
-    """One epoch's translations (-pad..pad in y and x) and cutout corners (0..32 - size,
-    all zeros without cutout) for `count` images."""
+def draw_epoch(
+    count: int, seed, pad: int = TRANSLATE, cutout_size: int = 0, size: int = IMAGE_SHAPE[0]
+) -> EpochDraws:
+    """One epoch's translations (-pad..pad in y and x) and cutout corners (0..size - cutout
+    size, all zeros without cutout) for `count` images of `size` x `size`."""
     seeds = backends.split_seed(seed, 4)
     shape = (count,)
-    corner = IMAGE_SHAPE[0] - cutout_size
+    corner = size - cutout_size
     return EpochDraws(
         shift_y=backends.randint(seeds[0], shape, -pad, pad + 1),
         shift_x=backends.randint(seeds[1], shape, -pad, pad + 1),
@@ -92,7 +94,13 @@ def translate(padded_images, shift_y, shift_x, pad: int = TRANSLATE):
 
 
 def augment(
-    padded_images, flips, draws: EpochDraws, epoch, pad: int = TRANSLATE, cutout_size: int = 0
+    padded_images,
+    flips,
+    draws: EpochDraws,
+    epoch,
+    pad: int = TRANSLATE,
+    cutout_size: int = 0,
+    normalization=None,
 ):
     """airbench's training images of one epoch from reflect-padded images.
 
@@ -109,13 +117,20 @@ def augment(
         draws: This epoch's choices for these images (`draw_epoch`).
         epoch: The epoch, from 0 (odd epochs mirror every image).
         cutout_size: The cutout square's side; 0 for none (airbench94/95).
+        normalization: (mean, std) per channel on the 0..255 scale, as
+            `tf_resnet9.data.augment.normalize` takes it (a run's); None: airbench's own
+            statistics in airbench's order of operations (`normalize` here).
 
     Returns:
-        float32 (B, 32, 32, 3), normalised with airbench's statistics.
+        float32 (B, 32, 32, 3), normalised.
     """
     images = flip_left_right(padded_images, flips)
     images = translate(images, draws.shift_y, draws.shift_x, pad)
-    images = normalize(alternating_flip(images, ops.zeros_like(flips), epoch))
+    images = alternating_flip(images, ops.zeros_like(flips), epoch)
+    if normalization is None:
+        images = normalize(images)
+    else:
+        images = normalize_images(images, normalization)
     if cutout_size:
         images = cutout(images, draws.cutout_y, draws.cutout_x, cutout_size)
     return images

@@ -8,7 +8,14 @@ import tensorflow as tf
 from keras import ops
 
 from tf_resnet9.data import augment
-from tf_resnet9.data.inputs import PreparedBatches, epoch_seed, input_geometry
+from tf_resnet9.data.inputs import (
+    PreparedBatches,
+    alternating_augmented,
+    check_flip,
+    epoch_seed,
+    input_geometry,
+    run_flips,
+)
 
 
 class HostInput:
@@ -35,8 +42,10 @@ class HostInput:
         placement=None,
         geometry: augment.Geometry | None = None,
         normalization=None,
+        flip: str = "random",
     ):
         del placement  # one device: data parallel is JAX's, and tf.data is TensorFlow's
+        self.flip = check_flip(flip)
         self.geometry = input_geometry(images, geometry)
         self.normalization = normalization
         padded = augment.pad_images(images, pad, self.geometry.pad)
@@ -49,13 +58,24 @@ class HostInput:
         self.cutout = cutout
         self.batches = PreparedBatches()
 
-    def epoch(self, number: int):
-        return self.dataset(epoch_seed(self.seed, number)).batch(self.steps_per_call)
+    def epoch(self, number: int, steps: int | None = None):
+        batches = self.dataset(epoch_seed(self.seed, number), number)
+        if steps is not None:
+            batches = batches.take(steps)
+        return batches.batch(self.steps_per_call)
 
-    def dataset(self, seed: int) -> tf.data.Dataset:
-        """One epoch of (float32 (B, S, S, 3), int32 (B,)) batches, N // B of them."""
+    def dataset(self, seed: int, number: int = 1) -> tf.data.Dataset:
+        """Epoch `number`'s (float32 (B, S, S, 3), int32 (B,)) batches, N // B of them,
+        drawn from `seed`."""
+        flips = run_flips(self.seed, int(self.labels.shape[0])) if self.flip != "random" else None
 
         def make_batch(indices, batch_seed):
+            if flips is not None:
+                images = alternating_augmented(
+                    self.padded, indices, batch_seed, flips, number - 1, self.cutout,
+                    self.geometry, self.normalization,
+                )  # fmt: skip
+                return images, tf.gather(self.labels, indices)
             params = augment.draw_params(self.batch_size, batch_seed, self.geometry)
             images = augment.augment(
                 tf.gather(self.padded, indices),

@@ -19,7 +19,7 @@ from keras import ops
 
 from tf_resnet9 import backends
 from tf_resnet9.backends.placement import SingleDevice
-from tf_resnet9.data import augment
+from tf_resnet9.data import airbench_augment, augment
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -33,7 +33,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def chunk_lengths(steps: int, steps_per_call: int) -> list[int]:
-    """Steps of each call in an epoch: full chunks, then the remainder."""
+    """Steps of each call in an epoch (of its first `steps`): full chunks, then the
+    remainder."""
     return [min(steps_per_call, steps - start) for start in range(0, steps, steps_per_call)]
 
 
@@ -61,8 +62,9 @@ class TrainInput(Protocol):
     steps_per_call: int
     batches: Batches
 
-    def epoch(self, number: int) -> Iterator[tuple]:
-        """The chunks of epoch `number` (1-based), one per compiled call."""
+    def epoch(self, number: int, steps: int | None = None) -> Iterator[tuple]:
+        """The chunks of epoch `number` (1-based), one per compiled call: of its first
+        `steps` steps (a run's last, partial epoch), or all."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,25 +86,65 @@ class PreparedBatches:
 @dataclasses.dataclass(frozen=True)
 class DeviceBatches:
     """Step i of a `DeviceInput` chunk: its images gathered from the padded training set on
-    the device, cropped, flipped, normalised and (with `cutout`) cut out there."""
+    the device, cropped, flipped, normalised and (with `cutout`) cut out there: Page's
+    augmentation (a flip drawn per image per epoch), or airbench's (`flip` "alternating":
+    `tf_resnet9.data.airbench_augment`; its chunk adds each image's flip and the epoch)."""
 
     cutout: bool
     geometry: augment.Geometry = augment.CIFAR  # the crop's and cutout's sizes
     normalization: tuple | None = None  # (mean, std) per channel; None: CIFAR-10's
-    # The padded set, its labels and the steps' seeds on every device; each step's images
-    # split along the batch.
-    batch_axes = (None, None, 1, None)
-    shared = (True, True, False, False)  # the set is every seed's; the draws are its own
+    flip: str = "random"
+
+    @property
+    def batch_axes(self) -> tuple:
+        # The padded set, its labels and the steps' seeds (and the flips, the epoch) on
+        # every device; each step's images split along the batch.
+        return (None, None, 1, None) + ((None, None) if self.flip == "alternating" else ())
+
+    @property
+    def shared(self) -> tuple:
+        # The set is every seed's; the draws (and the flips) are each seed's own.
+        return (True, True, False, False) + ((False, True) if self.flip == "alternating" else ())
 
     def count(self, chunk) -> int:
         return chunk[2].shape[0]
 
     def __call__(self, chunk, i):
-        padded, labels, batches, seeds = chunk
-        images = augment.augment_gathered(
-            padded, batches[i], seeds[i], self.cutout, self.geometry, self.normalization
-        )
-        return images, ops.take(labels, batches[i], axis=0)
+        padded, labels, batches, seeds = chunk[:4]
+        indices = batches[i]
+        if self.flip == "alternating":
+            flips, epoch = chunk[4:]
+            images = alternating_augmented(
+                padded, indices, seeds[i], flips, epoch, self.cutout, self.geometry,
+                self.normalization,
+            )  # fmt: skip
+        else:
+            images = augment.augment_gathered(
+                padded, indices, seeds[i], self.cutout, self.geometry, self.normalization
+            )
+        return images, ops.take(labels, indices, axis=0)
+
+
+def alternating_augmented(
+    padded, indices, seed, flips, epoch, with_cutout: bool, geometry, normalization
+):
+    """airbench's augmentation of the images at `indices` of a padded set: each image's
+    flip drawn once (`flips`, the whole set's) and every image mirrored on odd `epoch`s
+    (from 0), a translation within `geometry.pad` and (`with_cutout`) a cutout of
+    `geometry.cutout`, drawn from `seed` (`tf_resnet9.data.airbench_augment`)."""
+    size = geometry.cutout if with_cutout else 0
+    draws = airbench_augment.draw_epoch(indices.shape[0], seed, geometry.pad, size, geometry.size)
+    images, image_flips = ops.take(padded, indices, axis=0), ops.take(flips, indices, axis=0)
+    normalization = normalization or (augment.MEAN, augment.STD)  # as Page's path's default
+    return airbench_augment.augment(
+        images, image_flips, draws, epoch, geometry.pad, size, normalization
+    )
+
+
+def run_flips(seed: int, count: int):
+    """Each image's flip of a run with airbench's alternating flip: drawn once, before the
+    first epoch, from the run's seed (epoch 0's, which no epoch of training draws)."""
+    return airbench_augment.draw_flips(count, backends.make_seed(epoch_seed(seed, 0)))
 
 
 def input_geometry(images, geometry: augment.Geometry | None) -> augment.Geometry:
@@ -141,6 +183,8 @@ class DeviceInput:
             at the images' size (`augment.geometry`: CIFAR's 4 and 8 at 32x32).
         normalization: (mean, std) per channel on the 0..255 scale (the training images',
             `Splits.normalization`); None: CIFAR-10's (`augment.MEAN`, `STD`).
+        flip: "random" (a flip drawn per image per epoch: Page's) or "alternating"
+            (airbench's: drawn once per image, the whole set mirrored every other epoch).
     """
 
     def __init__(
@@ -155,6 +199,7 @@ class DeviceInput:
         placement=None,
         geometry: augment.Geometry | None = None,
         normalization=None,
+        flip: str = "random",
     ):
         placement = placement or SingleDevice()
         geometry = input_geometry(images, geometry)
@@ -165,7 +210,9 @@ class DeviceInput:
         self.steps = len(images) // batch_size
         self.steps_per_call = steps_per_call
         self.seed = seed
-        self.batches = DeviceBatches(cutout, geometry, hashable_normalization(normalization))
+        self.placement = placement
+        normalization = hashable_normalization(normalization)
+        self.batches = DeviceBatches(cutout, geometry, normalization, check_flip(flip))
 
     def reseeded(self, seed: int) -> DeviceInput:
         """The same input drawing its shuffles and augmentations from `seed`: the padded
@@ -174,16 +221,30 @@ class DeviceInput:
         other.seed = seed
         return other
 
-    def epoch(self, number: int):
+    def epoch(self, number: int, steps: int | None = None):
         seed = backends.make_seed(epoch_seed(self.seed, number))
         shuffle_seed, augment_seed = backends.split_seed(seed, 2)
         count = self.steps * self.batch_size
         order = backends.permutation(shuffle_seed, int(self.labels.shape[0]))[:count]
         batches = ops.reshape(order, (self.steps, self.batch_size))  # (S, B)
         step_seeds = backends.split_seed(augment_seed, self.steps)
-        for start in range(0, self.steps, self.steps_per_call):
-            end = start + self.steps_per_call
-            yield self.padded, self.labels, batches[start:end], step_seeds[start:end]
+        extra = ()
+        if self.batches.flip == "alternating":  # the run's flips, the epoch from 0
+            flips = run_flips(self.seed, int(self.labels.shape[0]))
+            extra = (self.placement.put(flips), ops.convert_to_tensor(number - 1, "int32"))
+        last = self.steps if steps is None else steps
+        for start in range(0, last, self.steps_per_call):
+            end = min(start + self.steps_per_call, last)
+            yield self.padded, self.labels, batches[start:end], step_seeds[start:end], *extra
+
+
+FLIPS = ("random", "alternating")
+
+
+def check_flip(flip: str) -> str:
+    if flip not in FLIPS:
+        raise ValueError(f"flip={flip!r} is invalid: expected one of {', '.join(FLIPS)}.")
+    return flip
 
 
 def hashable_normalization(normalization):

@@ -17,6 +17,11 @@ import numpy as np
 # normalises with (README.org, "The recipe").
 MEAN = (125.31, 122.95, 113.87)
 STD = (62.99, 62.09, 66.70)
+# airbench's CIFAR_MEAN and CIFAR_STD, of pixels / 255 (it divides by 255 first), and the
+# same on the 0..255 scale: its recipes' normalisation (`--normalize airbench`).
+AIRBENCH_MEAN = (0.4914, 0.4822, 0.4465)
+AIRBENCH_STD = (0.2470, 0.2435, 0.2616)
+AIRBENCH = tuple(255 * m for m in AIRBENCH_MEAN), tuple(255 * s for s in AIRBENCH_STD)
 DECIMALS = 4  # kept in the record and used by the model alike: 1e-4 of 255, far below noise
 CHUNK_BYTES = 64 * 2**20  # images counted at once (a memory-mapped set is read in chunks)
 

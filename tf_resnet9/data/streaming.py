@@ -28,7 +28,14 @@ from keras import ops
 from tf_resnet9 import backends
 from tf_resnet9.backends.device import format_bytes
 from tf_resnet9.data import augment
-from tf_resnet9.data.inputs import epoch_seed, hashable_normalization, input_geometry
+from tf_resnet9.data.inputs import (
+    alternating_augmented,
+    check_flip,
+    epoch_seed,
+    hashable_normalization,
+    input_geometry,
+    run_flips,
+)
 
 LOADERS = ("tf.data", "grain")
 # The share of the device's memory the padded training set may take and still be placed
@@ -47,23 +54,41 @@ LOADER_THREADS = max(1, min(8, os.cpu_count() or 1))  # threads gathering batche
 @dataclasses.dataclass(frozen=True)
 class StreamBatches:
     """Step i of a `StreamingInput` chunk: its images, gathered on the host, padded,
-    cropped, flipped, normalised and (with `cutout`) cut out on the device."""
+    cropped, flipped, normalised and (with `cutout`) cut out on the device, as
+    `DeviceBatches` does (with `flip` "alternating" the chunk adds the step's images'
+    flips and the epoch)."""
 
     pad: str
     cutout: bool
     geometry: augment.Geometry = augment.CIFAR  # the padding's, crop's and cutout's sizes
     normalization: tuple | None = None  # (mean, std) per channel; None: CIFAR-10's
-    # Each step's images and labels split along the batch; the steps' seeds on every device.
-    batch_axes = (1, 1, None)
-    shared = (False, False, False)  # each seed streams its own batches
+    flip: str = "random"
+
+    @property
+    def batch_axes(self) -> tuple:
+        # Each step's images (and flips) split along the batch; the seeds, the epoch whole.
+        return (1, 1, None) + ((1, None) if self.flip == "alternating" else ())
+
+    @property
+    def shared(self) -> tuple:
+        # Each seed streams its own batches.
+        return (False, False, False) + ((False, True) if self.flip == "alternating" else ())
 
     def count(self, chunk) -> int:
         return chunk[2].shape[0]
 
     def __call__(self, chunk, i):
-        images, labels, seeds = chunk  # (S, B, H, W, 3) uint8, (S, B) int32, S seeds
+        images, labels, seeds = chunk[:3]  # (S, B, H, W, 3) uint8, (S, B) int32, S seeds
         geometry = self.geometry
         padded = augment.pad_images(images[i], self.pad, geometry.pad)  # (B, H + 2 pad, ...)
+        if self.flip == "alternating":
+            flips, epoch = chunk[3:]
+            batch = ops.arange(padded.shape[0])
+            images = alternating_augmented(
+                padded, batch, seeds[i], flips[i], epoch, self.cutout, geometry,
+                self.normalization,
+            )  # fmt: skip
+            return images, labels[i]
         params = augment.draw_params(padded.shape[0], seeds[i], geometry)
         images = augment.augment(padded, params, self.cutout, geometry, self.normalization)
         return images, labels[i]
@@ -103,6 +128,7 @@ class StreamingInput:
         threads: int = LOADER_THREADS,
         geometry: augment.Geometry | None = None,
         normalization=None,
+        flip: str = "random",
     ):
         del placement  # the compiled steps place each chunk (`batches.batch_axes`)
         loader = loader or ("tf.data" if backends.NAME == "tensorflow" else "grain")
@@ -120,7 +146,8 @@ class StreamingInput:
         self.loader = loader
         self.threads = threads
         geometry = input_geometry(images, geometry)
-        self.batches = StreamBatches(pad, cutout, geometry, hashable_normalization(normalization))
+        normalization = hashable_normalization(normalization)
+        self.batches = StreamBatches(pad, cutout, geometry, normalization, check_flip(flip))
 
     def reseeded(self, seed: int) -> StreamingInput:
         """The same input drawing its shuffles and augmentations from `seed`."""
@@ -128,12 +155,21 @@ class StreamingInput:
         other.seed = seed
         return other
 
-    def epoch(self, number: int):
-        """The chunks of epoch `number` (1-based), read ahead by the loader."""
+    def epoch(self, number: int, steps: int | None = None):
+        """The chunks of epoch `number` (1-based), of its first `steps` steps or all, read
+        ahead by the loader."""
         order, step_seeds = self.epoch_draws(number)
+        last = self.steps if steps is None else steps
+        order = order[:last]
+        extra = None
+        if self.batches.flip == "alternating":  # each image's flip, the epoch from 0
+            flips = ops.convert_to_numpy(run_flips(self.seed, len(self.labels)))[order]
+            extra = flips, ops.convert_to_tensor(number - 1, "int32")
         chunks = self._tf_data(order) if self.loader == "tf.data" else self._grain(order)
-        for start, (images, labels) in zip(range(0, self.steps, self.steps_per_call), chunks):
-            yield images, labels, step_seeds[start : start + self.steps_per_call]
+        for start, (images, labels) in zip(range(0, last, self.steps_per_call), chunks):
+            end = min(start + self.steps_per_call, last)
+            chunk = images, labels, step_seeds[start:end]
+            yield chunk if extra is None else (*chunk, extra[0][start:end], extra[1])
 
     def epoch_draws(self, number: int) -> tuple[np.ndarray, object]:
         """(the steps' image indices (S, B), on the host; the steps' seeds): what

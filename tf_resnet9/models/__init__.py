@@ -6,18 +6,19 @@ from __future__ import annotations
 import importlib
 
 CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)  # He et al. 2016, Table 6
+AIRBENCH_MODELS = ("airbench94", "airbench95", "airbench96", "airbench94_muon")
 
 # name -> (module under tf_resnet9.models, builder function, its fixed arguments)
 _BUILDERS = {
     "resnet9": ("resnet9", "resnet9", {}),
     **{f"resnet{d}": ("resnets", "cifar_resnet", {"depth": d}) for d in CIFAR_RESNET_DEPTHS},
     "resnet18": ("resnets", "resnet18_cifar", {}),
-    # Keller Jordan's airbench networks (airbench94_muon's is airbench94 with options).
-    **{name: ("airbench", name, {}) for name in ("airbench94", "airbench95", "airbench96")},
+    # Keller Jordan's airbench networks.
+    **{name: ("airbench", name, {}) for name in AIRBENCH_MODELS},
 }
 MODELS = tuple(_BUILDERS)
 INITS = ("torch", "he_uniform", "he_normal")
-ACTIVATIONS = ("relu", "celu")
+ACTIVATIONS = ("relu", "celu", "gelu")
 
 
 def build(name: str, **options):

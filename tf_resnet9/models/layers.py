@@ -137,12 +137,20 @@ def scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-def batch_norm(splits: int = 1, scale: bool = True) -> LayerFactory:
-    """BatchNorm with PyTorch's settings; ghost BatchNorm over `splits` sub-batches where
-    splits > 1; without a trained scale (gamma fixed at 1) where not `scale`."""
+def batch_norm(
+    splits: int = 1,
+    scale: bool = True,
+    momentum: float | None = None,
+    epsilon: float | None = None,
+) -> LayerFactory:
+    """BatchNorm with PyTorch's settings (or `momentum`, Keras' convention, and `epsilon`);
+    ghost BatchNorm over `splits` sub-batches where splits > 1; without a trained scale
+    (gamma fixed at 1) where not `scale`."""
+    momentum = BN_MOMENTUM if momentum is None else momentum
+    epsilon = BN_EPSILON if epsilon is None else epsilon
 
     def make(name: str, dtype) -> layers.Layer:
-        options = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=scale, dtype=dtype)
+        options = dict(momentum=momentum, epsilon=epsilon, scale=scale, dtype=dtype)
         if splits > 1:
             return GhostBatchNorm(splits, name=name, **options)
         return layers.BatchNormalization(name=name, **options)
@@ -151,7 +159,7 @@ def batch_norm(splits: int = 1, scale: bool = True) -> LayerFactory:
 
 
 def activation(kind: str = "relu", celu_alpha: float = 0.3) -> LayerFactory:
-    """ReLU, or CELU with its alpha; the layer is named `<block>_relu` or `<block>_celu`,
+    """ReLU, CELU with its alpha, or the exact GELU; the layer is named `<block>_<kind>`,
     and computes in float32 under a bf16 policy (`activation_dtype`)."""
     if kind not in ACTIVATIONS:
         raise ValueError(
@@ -162,6 +170,8 @@ def activation(kind: str = "relu", celu_alpha: float = 0.3) -> LayerFactory:
         dtype = activation_dtype(dtype)
         if kind == "celu":
             return CELU(celu_alpha, dtype=dtype, name=f"{name}_celu")
+        if kind == "gelu":
+            return GELU(dtype=dtype, name=f"{name}_gelu")
         return layers.ReLU(dtype=dtype, name=f"{name}_relu")
 
     return make

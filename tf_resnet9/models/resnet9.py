@@ -59,8 +59,8 @@ def resnet9(
             celu_alpha)`; None: ReLU. Page's faster recipe: CELU(0.3).
         pool_before_bn: The pooled layers as conv, pool, BN, act (Page's faster recipe);
             else conv, BN, act, pool (the 24-epoch recipe).
-        whitening: A fixed kernel (3, 3, 3, 27) (`tf_resnet9.data.whitening`): the prep
-            layer becomes this untrained convolution, then a 1x1 convolution to 64
+        whitening: A fixed kernel (k, k, 3, 3k^2) (`tf_resnet9.data.whitening`; Page's k is
+            3): the prep layer becomes this untrained convolution, then a 1x1 convolution to 64
             channels, BN and the activation. None: the recipe's 3x3 prep.
         image_size: The images' side; the final max pool takes what is left of it.
 
@@ -99,7 +99,7 @@ def _prep(images, channels: int, whitening, block):
         return conv_bn(images, channels, "prep", **block), None
     whiten = layers.Conv2D(
         whitening.shape[-1],
-        3,
+        whitening.shape[0],
         padding="same",
         use_bias=False,
         trainable=False,

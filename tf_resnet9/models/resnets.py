@@ -25,6 +25,7 @@ from keras import layers
 
 from tf_resnet9.data.cifar import IMAGE_SHAPE
 from tf_resnet9.models.layers import (
+    LayerFactory,
     ZeroChannels,
     activation,
     check_options,
@@ -63,9 +64,10 @@ def _resnet(
     logit_scale,
     image_size,
     stem_kind="cifar",
+    norm=None,
 ) -> keras.Model:
     check_options(num_classes, width, init, logit_scale)
-    block = dict(init=init, dtype=dtype)
+    block = dict(init=init, dtype=dtype, norm=norm)
     images = keras.Input((image_size, image_size, IMAGE_SHAPE[2]), name="images")
     if stem_kind == "imagenet":
         # The ImageNet ResNet's: a 7x7 stride-2 convolution and a 3x3 stride-2 max pool,
@@ -102,6 +104,7 @@ def cifar_resnet(
     width: float = 1.0,
     logit_scale: float = 1.0,
     image_size: int = IMAGE_SHAPE[0],
+    norm: LayerFactory | None = None,
 ) -> keras.Model:
     """He et al.'s CIFAR ResNet of `depth` = 6n + 2 layers (20, 32, 44, 56, 110, ...).
 
@@ -113,6 +116,7 @@ def cifar_resnet(
         width: Multiplies every channel count (16/32/64); below 1 for quick tests.
         logit_scale: Constant multiplying the logits (1: none, as in the paper).
         image_size: The images' side: the global average pool takes what is left of it.
+        norm: BatchNorm's factory (`tf_resnet9.models.layers.batch_norm`); None: PyTorch's.
 
     Returns:
         Normalised images (B, S, S, 3) -> logits (B, num_classes). 269,722 trainable
@@ -120,7 +124,7 @@ def cifar_resnet(
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth={depth!r} is invalid: expected 6n + 2 (20, 32, 44, 56, 110).")
-    options = dict(num_classes=num_classes, init=init, dtype=dtype, width=width)
+    options = dict(num_classes=num_classes, init=init, dtype=dtype, width=width, norm=norm)
     return _resnet(
         16,
         (16, 32, 64),
@@ -141,6 +145,7 @@ def resnet18_cifar(
     logit_scale: float = 1.0,
     image_size: int = IMAGE_SHAPE[0],
     stem: str = "cifar",
+    norm: LayerFactory | None = None,
 ) -> keras.Model:
     """ResNet-18 as CIFAR code adapts it (for 32x32 images: 11,173,962 trainable parameters
     with 10 classes at width 1), or with the ImageNet ResNet's stem for large images.
@@ -156,8 +161,9 @@ def resnet18_cifar(
         stem: "cifar": a 3x3 stride-1 convolution, no pool (what CIFAR code uses: the
             ImageNet stem leaves 8x8 of a 32x32 image for the first block); "imagenet":
             the 7x7 stride-2 convolution and 3x3 stride-2 max pool, for large images.
+        norm: BatchNorm's factory (`tf_resnet9.models.layers.batch_norm`); None: PyTorch's.
     """
-    options = dict(num_classes=num_classes, init=init, dtype=dtype, width=width)
+    options = dict(num_classes=num_classes, init=init, dtype=dtype, width=width, norm=norm)
     return _resnet(
         64,
         (64, 128, 256, 512),

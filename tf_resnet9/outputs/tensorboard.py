@@ -190,11 +190,13 @@ class TensorBoard(keras.callbacks.Callback):
             self._writer = None
 
     def _check_grad_norms(self, norms: np.ndarray) -> None:
-        expected = (self.steps_per_epoch, len(self.grad_groups))
-        if norms.shape != expected:
+        # A run's last epoch may stop part-way: fewer rows, never more.
+        rows_fit = norms.ndim == 2 and 1 <= norms.shape[0] <= self.steps_per_epoch
+        if not rows_fit or norms.shape[1] != len(self.grad_groups):
             raise ValueError(
                 f"grad_norms has shape {norms.shape}; steps_per_epoch={self.steps_per_epoch} "
-                f"and grad_groups={self.grad_groups} make it {expected}."
+                f"and grad_groups={self.grad_groups} make it (up to {self.steps_per_epoch}, "
+                f"{len(self.grad_groups)})."
             )
 
     def _log_grad_norms(self, epoch: int, norms: np.ndarray) -> None:

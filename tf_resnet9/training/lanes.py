@@ -99,8 +99,8 @@ class SeedInput:
         """`first` and its copies drawing from each of `seeds` (the set placed once)."""
         return cls([first.reseeded(seed) for seed in seeds])
 
-    def epoch(self, number: int):
-        for chunks in zip(*(train_input.epoch(number) for train_input in self.inputs)):
+    def epoch(self, number: int, steps: int | None = None):
+        for chunks in zip(*(train_input.epoch(number, steps) for train_input in self.inputs)):
             yield tuple(
                 parts[0] if axis is None else ops.stack(parts)
                 for axis, parts in zip(self.batches.in_axes, zip(*chunks))

@@ -51,7 +51,7 @@ class Trainable(Protocol):
 
     steps: Lanes
     learning_rates: Sequence[LearningRate]  # each lane's
-    epochs: int
+    updates: int  # the run's: its last epoch stops part-way where they end within it
 
     def inputs(self) -> tuple[TrainInput, dict[str, EvalSet]]:
         """(training input, {"test": ..., and "val": ... with a validation set}), placed
@@ -77,15 +77,26 @@ class Fit(NamedTuple):
     confusion: np.ndarray  # the test set's, after the last epoch
 
 
+def epoch_steps(number: int, steps_per_epoch: int, updates: int) -> int:
+    """The steps of epoch `number` of a run of `updates`: all, but in a last epoch that the
+    run ends within (a fractional number of epochs)."""
+    return min(steps_per_epoch, updates - (number - 1) * steps_per_epoch)
+
+
 def warm_up(
-    steps: Lanes, train_input: TrainInput, eval_sets: Sequence[EvalSet], state=None
+    steps: Lanes,
+    train_input: TrainInput,
+    eval_sets: Sequence[EvalSet],
+    state=None,
+    last_epoch_steps: int | None = None,
 ) -> float:
     """Compiles everything a run executes on inputs of the real shapes, then forgets it.
 
     DAWNBench excludes compilation from the training time. `train_input` is a training input
     on stand-in data; one epoch of it runs the preprocessing and the per-epoch shuffling
     ops once, and every distinct shape of step call once, with its updates discarded:
-    training starts from the weights it had.
+    training starts from the weights it had. A last epoch of `last_epoch_steps` (a run
+    ending part-way through one) may call a shape of its own: it is compiled too.
 
     Returns:
         Seconds spent.
@@ -93,13 +104,14 @@ def warm_up(
     start = time.perf_counter()
     train = steps.train_fn(train_input.batches)
     outputs, seen = [], set()
-    lengths = chunk_lengths(train_input.steps, train_input.steps_per_call)
-    for chunk, length in zip(train_input.epoch(1), lengths):
-        if length not in seen:
-            seen.add(length)
-            rates = steps.stack([np.zeros(length, np.float32)] * len(steps.lanes))
-            position = (ops.convert_to_tensor(0, "int32"), rates)
-            outputs.append(steps.run_discarding_updates(train, position, chunk))
+    for count in dict.fromkeys((train_input.steps, last_epoch_steps or train_input.steps)):
+        lengths = chunk_lengths(count, train_input.steps_per_call)
+        for chunk, length in zip(train_input.epoch(1, count), lengths):
+            if length not in seen:
+                seen.add(length)
+                rates = steps.stack([np.zeros(length, np.float32)] * len(steps.lanes))
+                position = (ops.convert_to_tensor(0, "int32"), rates)
+                outputs.append(steps.run_discarding_updates(train, position, chunk))
     backends.wait(outputs)
     for eval_set in eval_sets:
         evaluation.evaluate_lanes(steps, state or steps.initial_state(), eval_set)
@@ -135,6 +147,7 @@ def _dispatch(
     learning_rates: Sequence[LearningRate],
     number: int,
     on_call=None,
+    count: int | None = None,
 ):
     """Dispatches epoch `number` in compiled calls, each lane at its learning rates; does
     not wait for the device.
@@ -142,20 +155,22 @@ def _dispatch(
     Args:
         on_call: Called with the steps dispatched so far after each call. It must not read
             the call's results: that would make the host wait for the device.
+        count: The epoch's first steps to train (`epoch_steps`); None: all.
 
     Returns:
         (state, [(CallMetrics, steps of the call)]).
     """
     train = steps.train_fn(train_input.batches)
-    lengths = chunk_lengths(train_input.steps, train_input.steps_per_call)
+    count = train_input.steps if count is None else count
+    lengths = chunk_lengths(count, train_input.steps_per_call)
     first_update = (number - 1) * train_input.steps
     calls, done = [], 0
-    for chunk, count in zip(train_input.epoch(number), lengths):
-        updates = np.arange(first_update + done, first_update + done + count)
+    for chunk, length in zip(train_input.epoch(number, count), lengths):
+        updates = np.arange(first_update + done, first_update + done + length)
         rates = steps.stack([rate.lr_at(updates) for rate in learning_rates])
         state, totals = train(state, (ops.convert_to_tensor(done, "int32"), rates), chunk)
-        calls.append((totals, count))
-        done += count
+        calls.append((totals, length))
+        done += length
         if on_call is not None:
             on_call(done)
     return state, calls
@@ -182,10 +197,11 @@ def fit(
     callbacks: Sequence[Sequence[keras.callbacks.Callback]],
     names: Sequence[str] | None = None,
 ) -> list[Fit]:
-    """Trains every lane of `training.steps` from `state` up to epoch `training.epochs`,
-    evaluating after each epoch, and leaves the last state in the lanes' models. The
-    DAWNBench rule: the clock runs from before the training set is prepared to the end of
-    the last epoch's training steps, and stops for evaluation and callbacks.
+    """Trains every lane of `training.steps` from `state` for `training.updates` updates,
+    epoch by epoch (the last perhaps part-way), evaluating after each epoch, and leaves the
+    last state in the lanes' models. The DAWNBench rule: the clock runs from before the
+    training set is prepared to the end of the last epoch's training steps, and stops for
+    evaluation and callbacks.
 
     Args:
         training: The steps, their learning rates, the epochs and the inputs.
@@ -206,8 +222,6 @@ def fit(
     done = len(progress[0].records)
     if any(len(p.records) != done for p in progress):
         raise ValueError("the lanes resume from different epochs: they train together.")
-    if training.epochs <= done:
-        raise ValueError(f"epochs={training.epochs} is invalid: the run has that many already.")
     lists = [
         keras.callbacks.CallbackList(list(lane_callbacks), model=lane.model)
         for lane_callbacks, lane in zip(callbacks, steps.lanes)
@@ -215,13 +229,18 @@ def fit(
     clock = Stopwatch(progress[0].training_time_s)
     inputs = training.inputs()
     clock.lap(counts=True)  # preprocessing
+    steps_per_epoch = inputs[0].steps
+    epochs = -(-training.updates // steps_per_epoch)
+    if epochs <= done:
+        raise ValueError(f"epochs={epochs} is invalid: the run has that many already.")
     excluded = {"eval": progress[0].eval_time_s, "hooks": progress[0].hooks_time_s}
     epoch = _Epoch(training, *inputs, lists, clock, excluded, names or [""] * len(steps.lanes))
     records = [list(p.records) for p in progress]
     for callback_list in lists:
         callback_list.on_train_begin()
-    for number in range(done + 1, training.epochs + 1):
-        state, confusions = epoch.run(state, number, records)
+    for number in range(done + 1, epochs + 1):
+        count = epoch_steps(number, steps_per_epoch, training.updates)
+        state, confusions = epoch.run(state, number, count, records)
     steps.finish(state)
     for callback_list, lane_records in zip(lists, records):
         callback_list.on_train_end(lane_records[-1].as_dict())
@@ -243,9 +262,10 @@ class _Epoch(NamedTuple):
     times: dict  # "eval" and "hooks": the seconds excluded from training so far
     names: Sequence[str]  # each lane's name in messages ("" alone)
 
-    def run(self, state, number: int, records: list[list[EpochRecord]]):
-        """Trains and evaluates epoch `number`, appends each lane's record to its
-        `records` and calls its callbacks; returns (state, each lane's confusion matrix)."""
+    def run(self, state, number: int, count: int, records: list[list[EpochRecord]]):
+        """Trains epoch `number` (its first `count` steps) and evaluates, appends each
+        lane's record to its `records` and calls its callbacks; returns (state, each lane's
+        confusion matrix)."""
         steps, clock, times = self.training.steps, self.clock, self.times
         for callback_list in self.lists:
             callback_list.on_epoch_begin(number - 1)
@@ -256,7 +276,7 @@ class _Epoch(NamedTuple):
                 callback_list.on_train_batch_end(done - 1, {"steps": done})
 
         rates = self.training.learning_rates
-        state, calls = _dispatch(steps, state, self.train_input, rates, number, on_call)
+        state, calls = _dispatch(steps, state, self.train_input, rates, number, on_call, count)
         per_call = [(steps.unstack(metrics), count) for metrics, count in calls]
         totals = [
             epoch_totals([(lanes[k], count) for lanes, count in per_call])
@@ -265,23 +285,19 @@ class _Epoch(NamedTuple):
         epoch_time = clock.lap(counts=True)
         for name, lane_totals in zip(self.names, totals):
             with _named(name):
-                _check_training(lane_totals, number, self.train_input.steps)
+                _check_training(lane_totals, number, count, self.train_input.steps)
         per_set = {
             name: evaluation.evaluate_lanes(steps, state, s) for name, s in self.eval_sets.items()
         }
         evaluations = [
             {name: lanes[k] for name, lanes in per_set.items()} for k in range(len(steps.lanes))
         ]
-        times["eval"] += clock.lap(counts=False)
+        eval_time = clock.lap(counts=False)
+        times["eval"] += eval_time
         times_s = {"epoch_time_s": epoch_time, "training_time_s": clock.total}
-        last_update = number * self.train_input.steps - 1
-        new = []  # every lane's figures checked before any callback sees one
-        lanes = zip(self.names, totals, evaluations, rates)
-        for name, lane_totals, lane_evaluations, rate in lanes:
-            figures = _figures(number, lane_totals, lane_evaluations, self.train_input)
-            lr = float(rate.lr_at(last_update))  # of the epoch's last update
-            with _named(name):
-                new.append(_checked(EpochRecord(**figures, lr=lr, **times_s)))
+        new = self._records(
+            number, count, totals, evaluations, times_s | {"eval_time_s": eval_time}
+        )
         lane_states = steps.unstack(state)
         # The first lane last: its progress rows are the ones shown, and a row shown means
         # that every lane's checkpoint of the epoch is on disk.
@@ -302,6 +318,19 @@ class _Epoch(NamedTuple):
         times["hooks"] += clock.lap(counts=False)
         return state, [e["test"].confusion for e in evaluations]
 
+    def _records(self, number, count, totals, evaluations, times_s) -> list[EpochRecord]:
+        """Each lane's record of epoch `number` (its `count` steps), every lane's figures
+        checked before any callback sees one."""
+        last_update = (number - 1) * self.train_input.steps + count - 1
+        records = []
+        lanes = zip(self.names, totals, evaluations, self.training.learning_rates)
+        for name, lane_totals, lane_evaluations, rate in lanes:
+            figures = _figures(number, count, lane_totals, lane_evaluations, self.train_input)
+            lr = float(rate.lr_at(last_update))  # of the epoch's last update
+            with _named(name):
+                records.append(_checked(EpochRecord(**figures, lr=lr, **times_s)))
+        return records
+
 
 @contextlib.contextmanager
 def _named(name: str):
@@ -314,13 +343,12 @@ def _named(name: str):
         raise TrainingDiverged(f"{name}: {error}") from None
 
 
-def _figures(epoch, totals: EpochTotals, evaluations, train_input) -> dict:
-    """The epoch's figures of training and evaluation."""
-    steps_per_epoch = train_input.steps
+def _figures(epoch, count: int, totals: EpochTotals, evaluations, train_input) -> dict:
+    """The epoch's figures of training (its `count` steps) and evaluation."""
     figures = {
         "epoch": epoch,
         "train_loss": totals.mean_loss,
-        "train_acc": totals.correct / (steps_per_epoch * train_input.batch_size),
+        "train_acc": totals.correct / (count * train_input.batch_size),
     }
     for name, result in evaluations.items():
         figures |= {
@@ -343,11 +371,11 @@ def _checked(record: EpochRecord) -> EpochRecord:
     return record
 
 
-def _check_training(totals: EpochTotals, epoch: int, steps_per_epoch: int) -> None:
+def _check_training(totals: EpochTotals, epoch: int, count: int, steps_per_epoch: int) -> None:
     step = totals.first_nonfinite_step
     if step is not None:
         raise TrainingDiverged(
             f"the training loss became NaN or infinite at epoch {epoch}, step {step} of "
-            f"{steps_per_epoch} (step {(epoch - 1) * steps_per_epoch + step} overall); "
+            f"{count} (step {(epoch - 1) * steps_per_epoch + step} overall); "
             "stopped, no results written."
         )

@@ -30,6 +30,7 @@ class EpochRecord:
     test_top5_acc: float
     epoch_time_s: float  # this epoch's training steps
     training_time_s: float  # DAWNBench: preprocessing and training so far
+    eval_time_s: float = 0.0  # this epoch's evaluation (0 in a record from before it was kept)
     val_loss: float | None = None
     val_acc: float | None = None
     val_top5_acc: float | None = None

@@ -1,6 +1,7 @@
-"""Learning rates: the recipe's piecewise-linear one, the step and cosine decays of the
-classic CIFAR ResNets (built on Keras' own schedules), and a cut on a loss plateau (Keras'
-`ReduceLROnPlateau`), each run's as one `LearningRate`."""
+"""Learning rates: the recipe's piecewise-linear one, airbench's warm-up and linear decay,
+the step and cosine decays of the classic CIFAR ResNets (built on Keras' own schedules),
+and a cut on a loss plateau (Keras' `ReduceLROnPlateau`), each run's as one
+`LearningRate`."""
 
 from __future__ import annotations
 
@@ -238,3 +239,26 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             "start_factor": self.start_factor,
             "end_factor": self.end_factor,
         }
+
+
+@keras.saving.register_keras_serializable(package="tf_resnet9")
+class Scaled(keras.optimizers.schedules.LearningRateSchedule):
+    """Another schedule times a constant: a second learning rate of the same shape (Muon's
+    kernels' beside the run's own)."""
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, factor: float):
+        self.schedule, self.factor = schedule, float(factor)
+
+    def __call__(self, step):
+        return self.schedule(step) * self.factor
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "factor": self.factor,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        schedule = keras.optimizers.schedules.deserialize(config["schedule"])
+        return cls(schedule, config["factor"])

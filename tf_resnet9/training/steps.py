@@ -18,6 +18,7 @@ from tf_resnet9 import backends
 from tf_resnet9.backends.placement import SingleDevice
 from tf_resnet9.data import augment
 from tf_resnet9.data.inputs import PreparedBatches
+from tf_resnet9.training import lookahead, tta
 
 
 class CallMetrics(NamedTuple):
@@ -61,7 +62,9 @@ class CompiledSteps:
             False the norms have no columns (`grad_groups` is empty).
         label_smoothing: Train on targets (1 - s) one-hot + s / classes (the training
             loss reported is this loss; the evaluation's is plain cross-entropy).
-        tta_flip: Evaluate on the mean of the logits of each image and its mirror image.
+        tta_level: Evaluate on the mean logits of views of each image
+            (`tf_resnet9.training.tta.tta_logits`): 0 the image alone, 1 and its mirror
+            image, 2 airbench's six views.
         ema: (momentum, every) for an exponential moving average of every model variable
             (weights and BatchNorm statistics), which evaluation then uses, starting from
             the initial values: after updates 1, 1 + every, 1 + 2 every, ... of each epoch,
@@ -69,6 +72,11 @@ class CompiledSteps:
             timing: his `update_ema(0.99, update_freq=5)`, made anew each epoch, fires on
             its first call and every 5th after (steps 1, 6, ..., 96 of a 97-step epoch).
             None: no average.
+        lookahead: The run's updates, for airbench's lookahead
+            (`tf_resnet9.training.lookahead`): after every update, at its schedule, an
+            average of every model variable moves towards them and they are set to it; after
+            the last they become the average. It starts from the model as built (airbench
+            makes it before its whitening kernel is computed). None: none.
         placement: Where the arrays live (`tf_resnet9.backends.placement`): one device
             unless told; build the model and the optimizer in its `scope()`.
         normalization: (mean, std) per channel of the evaluation's normalisation, the
@@ -82,32 +90,36 @@ class CompiledSteps:
         jit: bool,
         grad_norms: bool = True,
         label_smoothing: float = 0.0,
-        tta_flip: bool = False,
+        tta_level: int = 0,
         ema: tuple[float, int] | None = None,
+        lookahead: int | None = None,
         placement=None,
         normalization=None,
     ):
+        if ema is not None and lookahead is not None:
+            raise ValueError("ema and lookahead are invalid together: one average at a time.")
         self.placement = placement or SingleDevice()
         self.normalization = normalization
         self.model = model
         self.optimizer = optimizer
         self.label_smoothing = label_smoothing
-        self.tta_flip = tta_flip
+        self.tta_level = tta_level
         self.ema = ema
+        self.lookahead = lookahead
         optimizer.build(model.trainable_variables)
-        # The average, kept with the weights between calls.
-        self.ema_variables = []
-        if ema is not None:
-            self.ema_variables = [
-                # A copy: TensorFlow's variable made from another's value aliases it.
-                keras.Variable(ops.convert_to_numpy(v), trainable=False, name=f"ema_{i}")
-                for i, v in enumerate(model.trainable_variables + model.non_trainable_variables)
-            ]
+        # The average (the EMA's or the lookahead's), kept with the weights between calls.
+        kind = "ema" if ema is not None else "lookahead" if lookahead is not None else None
+        self.average_variables = _copies(model, kind) if kind else []
         groups = (
             model.trainable_variables,
             model.non_trainable_variables,
             optimizer.variables,
-            self.ema_variables,
+            self.average_variables,
+        )
+        # Where the count of updates done is among the optimizer's values (the lookahead's
+        # clock).
+        self._iterations_at = next(
+            (i for i, v in enumerate(optimizer.variables) if v is optimizer.iterations), None
         )
         self._state = backends.TrainingState(groups, optimizer)
         # The state's arrays by name, as checkpoints store them (optimizer and extra
@@ -272,7 +284,23 @@ class CompiledSteps:
         state = self._state.apply(state, grads, non_trainable, learning_rate)
         if self.ema is not None:
             state = self._update_ema(state, step_in_epoch)
+        if self.lookahead is not None:
+            state = self._move_lookahead(state)
         return state, loss, correct, self._norms(grads)
+
+    def _move_lookahead(self, state):
+        """The lookahead after this update: at its schedule, the average moved and the
+        model set to it; after the run's last update, the model the average."""
+        trainable, non_trainable, optimizer_values, averages = self._state.values(state)
+        done = optimizer_values[self._iterations_at]  # this update included
+        averages, values = lookahead.lookahead_update(
+            done, self.lookahead, averages, trainable + non_trainable
+        )
+        last = ops.equal(done, self.lookahead)
+        finished = lookahead.lookahead_finish(averages, values)
+        values = [ops.where(last, end, value) for end, value in zip(finished, values)]
+        state = self._state.with_model(state, values[: len(trainable)], values[len(trainable) :])
+        return self._state.with_extra(state, averages)
 
     def _update_ema(self, state, step_in_epoch):
         """The average moved towards the values after this update, at Page's steps."""
@@ -287,7 +315,8 @@ class CompiledSteps:
         return self._state.with_extra(state, averages)
 
     def evaluated_values(self, state) -> tuple[list, list]:
-        """(trainable, non-trainable) values evaluation uses: the average, with `ema`."""
+        """(trainable, non-trainable) values evaluation uses: the average, with `ema` (the
+        lookahead's average is the model's at the end)."""
         trainable, non_trainable, _, extra = self._state.values(state)
         if self.ema is None:
             return trainable, non_trainable
@@ -346,12 +375,11 @@ class CompiledSteps:
         """
         trainable, non_trainable = self.evaluated_values(state)
         images = augment.normalize(images, self.normalization)
-        logits, _ = self.model.stateless_call(trainable, non_trainable, images, training=False)
-        if self.tta_flip:
-            mirrored, _ = self.model.stateless_call(
-                trainable, non_trainable, ops.flip(images, axis=2), training=False
-            )
-            logits = (ops.cast(logits, "float32") + ops.cast(mirrored, "float32")) / 2.0
+
+        def predict(x):
+            return self.model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        logits = tta.tta_logits(predict, images, self.tta_level)
         classes = logits.shape[-1]
         truth = ops.one_hot(labels, classes) * weights[:, None]  # (B, C)
         predicted = ops.one_hot(ops.argmax(logits, axis=-1), classes)
@@ -363,6 +391,16 @@ class CompiledSteps:
             ops.matmul(ops.transpose(truth), predicted),
             ops.sum(top5 * weights),
         )
+
+
+def _copies(model: keras.Model, kind: str) -> list:
+    """A variable holding a copy of each of the model's (named `<kind>_<i>`)."""
+    variables = model.trainable_variables + model.non_trainable_variables
+    return [
+        # A copy: TensorFlow's variable made from another's value aliases it.
+        keras.Variable(ops.convert_to_numpy(v), trainable=False, name=f"{kind}_{i}")
+        for i, v in enumerate(variables)
+    ]
 
 
 def placed_call(compiled, place):
