@@ -256,11 +256,13 @@ def main(argv):
         return airbench_main(record, versions, precision, device)
     # Validated as the package does; the recipe's defaults (10 epochs for page10).
     config = config_from_flags(CONFIG_FLAGS, recipe=FLAGS.recipe)
+    if not float(config.epochs).is_integer():
+        raise app.UsageError(f"--epochs {config.epochs}: {FLAGS.recipe} trains whole epochs here.")
     run = Run(
         device,
         config.width,
         config.batch_size,
-        config.epochs,
+        int(config.epochs),
         torch.bfloat16 if precision == "bfloat16" else None,
         FLAGS.compile,
         FLAGS.recipe == "page10",

@@ -52,11 +52,14 @@ def parse_value(name: str, text: str):
 
 
 def format_value(value) -> str:
-    """A setting's value as `parse_value` reads it: a tuple comma-separated, None as none."""
+    """A setting's value as `parse_value` reads it: a tuple comma-separated, None as none, a
+    whole float as the integer it is (`--epochs 10`, a float setting, shown as given)."""
     if value is None:
         return NONE
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
         return ",".join(format_value(v) for v in value)
-    return repr(value) if isinstance(value, float) else str(value)  # repr: shortest exact
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)  # repr: shortest exact
+    return str(value)

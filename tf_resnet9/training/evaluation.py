@@ -74,5 +74,5 @@ def _evaluation(totals, count: int) -> Evaluation:
     loss_sum, confusion, top5 = (ops.convert_to_numpy(x) for x in totals)
     confusion = np.rint(confusion).astype(np.int64)  # counts below 2**24: exact in float32
     return Evaluation(
-        float(loss_sum) / count, np.trace(confusion) / count, float(top5) / count, confusion
+        float(loss_sum) / count, int(np.trace(confusion)) / count, float(top5) / count, confusion
     )
