@@ -157,7 +157,8 @@ def test_two_processes_of_two_devices_train_the_four_device_numbers(
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err
     assert "data parallel over 4 devices" in outputs[0][0]
-    assert not workdirs[1].exists()  # only process 0 writes
+    assert not workdirs[1].exists()  # only process 0 writes, and says where
+    assert "results:" in outputs[0][0] and "results:" not in outputs[1][0]
     weights = final_weights(workdirs[0])
     # The same global batches split over 4 devices of 2 processes: the 4-device numbers.
     assert largest_difference(weights, final_weights(four_device_run)) <= SEVERAL_STEPS

@@ -59,12 +59,12 @@ def learning_rate() -> LearningRate:
 
 
 class Trained(NamedTuple):
-    """What `loop.fit` trains: 2 epochs of `make`'s inputs."""
+    """What `loop.fit` trains: 8 updates (2 epochs of 4 steps) of `make`'s inputs."""
 
     steps: object
     learning_rates: tuple
     make: object
-    epochs: int = 2
+    updates: int = 8
 
     def inputs(self):
         return self.make()

@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
     with quiet as native_logs, StopOnSignal(run_dir, native_logs):
         # Imported here, not at the top, so that --help and flag errors answer without
         # starting TensorFlow (seconds).
+        from tf_resnet9 import backends
         from tf_resnet9.experiment import train_and_evaluate
 
         try:
@@ -127,7 +128,8 @@ def main(argv: list[str]) -> int:
         except USER_ERRORS as e:
             return commands.report_error(e, FLAGS)
     summary = run_folder.SEEDS_FILE if config.seeds > 1 else run_folder.RESULTS_FILE
-    print(f"results: {os.path.join(run_dir, summary)}")
+    if backends.process_index() == 0:  # of several processes, the first writes
+        print(f"results: {os.path.join(run_dir, summary)}")
     return 1 if results.unwritten else 0
 
 

@@ -75,7 +75,7 @@ def device_memory_bytes() -> int | None:
     if backends.NAME == "jax":
         import jax
 
-        device = jax.devices()[0]
+        device = jax.local_devices()[0]  # jax.devices() starts with another process's
         stats = device.memory_stats() or {}
         if "bytes_limit" in stats:
             return int(stats["bytes_limit"])
