@@ -1,9 +1,19 @@
 """The run's folder: made up front, removed after a failure only while empty."""
 
+import os
+
 import pytest
 
 from tf_resnet9.errors import ConfigError
-from tf_resnet9.outputs.run_folder import make_folder, remove_if_empty, remove_temporary
+from tf_resnet9.outputs.run_folder import (
+    LOCK_FILE,
+    FolderLock,
+    RunFolders,
+    claimed,
+    make_folder,
+    remove_if_empty,
+    remove_temporary,
+)
 
 
 def test_removes_what_it_created_and_nothing_else(tmp_path):
@@ -56,3 +66,30 @@ def test_a_clean_stop_of_several_seeds_cleans_every_seeds_folder(tmp_path):
         "seed-4/checkpoints",
         "seed-4/checkpoints/kept.json",
     ]
+
+
+def test_a_seeds_folder_that_holds_a_run_refuses_the_run_of_seeds(tmp_path):
+    # Only seed 4's folder holds a run: the run of seeds 3 and 4 is refused, naming it.
+    folders = RunFolders.of(tmp_path / "run", [3, 4])
+    (tmp_path / "run" / "seed-4").mkdir(parents=True)
+    (tmp_path / "run" / "seed-4" / "results.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"seed-4 holds another run \(results.json\)"):
+        with claimed(folders):
+            pass
+    assert not (tmp_path / "run" / "seed-3").exists()  # made for the run, removed again
+
+
+def test_a_busy_seeds_folder_stops_the_run_of_seeds(tmp_path):
+    folders = RunFolders.of(tmp_path / "run", [3, 4])
+    (tmp_path / "run" / "seed-4").mkdir(parents=True)
+    holder = FolderLock(tmp_path / "run" / "seed-4")
+    holder.acquire()
+    try:
+        with pytest.raises(ConfigError, match="another run is writing it"):
+            with claimed(folders):
+                pass
+    finally:
+        holder.release()
+    with claimed(folders):  # free again, and now this process holds it
+        held = (tmp_path / "run" / "seed-4" / LOCK_FILE).read_text()
+        assert held.startswith(f"pid {os.getpid()} on ")
