@@ -101,8 +101,9 @@ def test_logits_are_float32_under_mixed_precision():
     model = resnet9(width=0.0625, dtype="mixed_bfloat16")
     assert model.get_layer("layer1_conv").compute_dtype == "bfloat16"
     assert model.get_layer("layer1_conv").kernel.dtype == "float32"
-    logits = model(np.zeros((2, 32, 32, 3), np.float32))
-    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    # The graph's output, not an eager call: TensorFlow's eager CPU kernels (oneDNN) have
+    # no bf16 convolution without AVX-512.
+    assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
 
 
 def test_logit_scale_multiplies_the_linear_output():

@@ -52,6 +52,10 @@ def test_the_input_and_the_compiler_follow_the_backend_and_the_device(device):
     given = resolve(TrainConfig(jit=True, augment="device"), 50_000, 10_000, device)
     assert (given.jit, given.augment) == (True, "device")  # flags given win
     assert resolve(TrainConfig(jit=False), 50_000, 10_000, device).jit is False
+    # Reduced precision on a CPU: XLA on both backends (TensorFlow's own CPU kernels have no
+    # bf16 or fp16 convolution without AVX-512).
+    reduced = resolve(TrainConfig(precision="mixed_bfloat16"), 50_000, 10_000, device)
+    assert reduced.jit is True
 
 
 def test_host_augmentation_feeds_one_step_per_call_even_on_a_gpu():

@@ -233,8 +233,9 @@ def test_mixed_precision_trains_in_its_dtypes_and_close_to_float32(
     # Velocities (and fp16's loss scale) float32; the counters are integers.
     floats = [v for v in steps.optimizer.variables if "float" in v.dtype]
     assert floats and all(v.dtype == "float32" for v in floats)
-    logits = steps.model(IMAGES[0], training=False)
-    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    # The graph's output, not an eager call: TensorFlow's eager CPU kernels (oneDNN) have
+    # no bf16 or fp16 convolution without AVX-512.
+    assert keras.backend.standardize_dtype(steps.model.outputs[0].dtype) == "float32"
     losses = losses_of_steps(steps)
     assert losses[-1] < losses[0]  # it learns the batch it keeps seeing
     # Reduced-precision activations: each step's loss within 2% of float32's (bf16 keeps 8

@@ -7,7 +7,9 @@ and `xla_flags` (the XLA flags the package sets) are shared by both.
     NAME                      "tensorflow" or "jax"
     default_augment(kind)     where augmentation runs unless told, on a device of this
                               kind ("cpu", "gpu"): "host" (tf.data) or "device"
-    default_jit(kind)         whether the steps are XLA-compiled unless told, there
+    default_jit(kind, precision)
+                              whether the steps are XLA-compiled unless told, there, in
+                              that precision ("float32", "mixed_bfloat16", ...)
     default_seeds_together(kind)
                               whether several seeds train together (one program mapped
                               over them) unless told, there, or one after another

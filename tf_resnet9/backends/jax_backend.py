@@ -18,8 +18,8 @@ def default_augment(device_kind: str) -> str:
     return "device"
 
 
-def default_jit(device_kind: str) -> bool:
-    # Without jax.jit every op is dispatched from Python, one at a time.
+def default_jit(device_kind: str, precision: str) -> bool:
+    del device_kind, precision  # without jax.jit every op is dispatched from Python
     return True
 
 

@@ -232,12 +232,13 @@ def resolve(
     )
     normalize = config.normalize or ("cifar10" if config.dataset in DATASETS else "data")
     where = _placement(config, data, augment)
+    precision = config.precision or default_precision(device)
     return RunSettings(
         backend=backends.NAME,
         device=device,
-        precision=config.precision or default_precision(device),
+        precision=precision,
         augment=augment,
-        jit=backends.default_jit(device.kind) if config.jit is None else config.jit,
+        jit=backends.default_jit(device.kind, precision) if config.jit is None else config.jit,
         steps_per_epoch=steps_per_epoch,
         steps_per_call=min(steps_per_call, steps_per_epoch),
         eval_batch_size=_eval_batch_size(

@@ -339,8 +339,8 @@ class TrainConfig:
     )
     jit: bool | None = _setting(
         None,
-        "XLA-compile the train and eval steps. Unset: on, but off with TensorFlow on a CPU, "
-        "where its own kernels are faster.",
+        "XLA-compile the train and eval steps. Unset: on, but off with TensorFlow on a CPU "
+        "in float32, where its own kernels are faster.",
     )
     devices: str | None = _setting(
         None,

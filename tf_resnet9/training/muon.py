@@ -44,9 +44,16 @@ def newton_schulz(matrix, steps: int = NS_STEPS, eps: float = NS_EPSILON, dtype=
     if tall:
         x = ops.transpose(x)
     for _ in range(steps):
-        gram = ops.matmul(x, ops.transpose(x))
-        x = a * x + ops.matmul(b * gram + ops.matmul(c * gram, gram), x)
+        gram = _matmul(x, ops.transpose(x), dtype)
+        x = a * x + _matmul(b * gram + _matmul(c * gram, gram, dtype), x, dtype)
     return ops.transpose(x) if tall else x
+
+
+def _matmul(x, y, dtype):
+    """x @ y of `dtype` values with float32 sums, rounded to `dtype`: what a GPU's bf16
+    matmul computes. Written out because TensorFlow's CPU kernels (oneDNN) have no bf16
+    matmul without AVX-512 and abort the process instead of falling back."""
+    return ops.cast(ops.matmul(ops.cast(x, "float32"), ops.cast(y, "float32")), dtype)
 
 
 @keras.saving.register_keras_serializable(package="tf_resnet9")
