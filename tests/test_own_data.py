@@ -5,6 +5,7 @@ set prepared here trains; `predict` on a model trained from a folder names its c
 
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -130,7 +131,9 @@ def test_a_64x64_folder_trains_the_models_at_that_size(capsys, folder_64, tmp_pa
 
 def test_a_tfds_data_set_prepared_here_trains(capsys, tmp_path):
     # The tiny data set of tests/tfds_fixture, prepared as array_record: no TensorFlow
-    # needed to read it (the JAX suite runs this too); 8x8 images of three classes.
+    # needed to read it (the JAX suite runs this too); 8x8 images of three classes. The GPU
+    # machine's stack has no tensorflow-datasets: the error saying so is tested below.
+    pytest.importorskip("tensorflow_datasets")
     args = ["--dataset", f"tfds:{NAME}/rgb", "--data_dir", FIXTURE_DIR, "--workdir", tmp_path]
     status, out, err = run_in_process(capsys, *args, *TINY, "--batch_size", "4")
     assert status == 0, err
@@ -139,6 +142,17 @@ def test_a_tfds_data_set_prepared_here_trains(capsys, tmp_path):
     assert results["data"]["train_images"] == 12 and results["data"]["test_images"] == 6
     assert results["config"]["image_size"] == 8 and results["config"]["normalize"] == "data"
     assert np.isfinite(results["test_accuracy"])
+
+
+def test_a_tfds_name_without_tensorflow_datasets_is_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # its import fails
+    args = ["--dataset", f"tfds:{NAME}/rgb", "--data_dir", FIXTURE_DIR, "--workdir", tmp_path]
+    status, _, err = run_in_process(capsys, *args, *TINY)
+    assert status == 1
+    assert err == (
+        f"error: tfds:{NAME}/rgb in {FIXTURE_DIR}: needs tensorflow-datasets, which is not "
+        "installed (pip install tensorflow-datasets; tensorflow_datasets is missing).\n"
+    )
 
 
 def test_a_training_set_over_the_memory_budget_streams(capsys, cifar_copies, tmp_path):
