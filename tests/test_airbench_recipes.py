@@ -250,8 +250,10 @@ def test_each_airbench_recipe_trains_end_to_end(recipe, cifar10_dir, tmp_path):
     config = TrainConfig.from_recipe(
         recipe, width=0.0625, batch_size=16, epochs=1.5, tensorboard=False
     )
-    results = train_and_evaluate(config, cifar10_dir, tmp_path / "run", out=io.StringIO())
+    out = io.StringIO()
+    results = train_and_evaluate(config, cifar10_dir, tmp_path / "run", out=out)
     assert [record.epoch for record in results.epochs] == [1, 2]
+    assert f"| airbench's clock {results.airbench_time_s:.1f} s |" in out.getvalue()
     rate = build.learning_rate(config, 6)
     assert results.epochs[-1].lr == pytest.approx(float(rate.lr_at(8)))
     assert results.whitening_time_s > 0 and results.epochs[-1].eval_time_s > 0

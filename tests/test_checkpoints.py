@@ -106,7 +106,8 @@ def test_a_checkpoint_of_other_settings_is_refused_by_name(tmp_path):
     steps = steps_of(1)
     save(tmp_path, steps, 1)
     other = dataclasses.replace(CONFIG, peak_lr=0.2, keep_checkpoints=5)  # keep may change
-    with pytest.raises(checkpoints.CheckpointError, match=r"peak_lr=0\.4 there, 0\.2 here\)"):
+    said = r"with that run's: --peak_lr=0\.4 \(given here: peak_lr=0\.2\), or start afresh"
+    with pytest.raises(checkpoints.CheckpointError, match=said):
         checkpoint = checkpoints.load_latest(tmp_path)
         checkpoints.check_resumable(checkpoint, other, steps.shapes)
 
@@ -120,8 +121,21 @@ def test_a_setting_an_earlier_version_lacked_had_its_default(tmp_path):
     del checkpoint.meta["config"]["label_smoothing"]
     checkpoints.check_resumable(checkpoint, CONFIG, steps.shapes)
     other = dataclasses.replace(CONFIG, label_smoothing=0.2)
-    with pytest.raises(checkpoints.CheckpointError, match="label_smoothing=0.0 there, 0.2 here"):
+    said = r"--label_smoothing=0 \(given here: label_smoothing=0\.2\)"
+    with pytest.raises(checkpoints.CheckpointError, match=said):
         checkpoints.check_resumable(checkpoint, other, steps.shapes)
+
+
+def test_a_setting_unset_there_is_said_as_a_flag_to_leave_out(tmp_path):
+    steps = steps_of(1)
+    save(tmp_path, steps, 1)
+    other = dataclasses.replace(CONFIG, train_limit=64, peak_lr=0.2)
+    said = (
+        r"with that run's: --peak_lr=0\.4, without --train_limit \(given here: peak_lr=0\.2, "
+        r"train_limit=64\)"
+    )
+    with pytest.raises(checkpoints.CheckpointError, match=said):
+        checkpoints.check_resumable(checkpoints.load_latest(tmp_path), other, steps.shapes)
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):

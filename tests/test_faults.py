@@ -113,6 +113,14 @@ def test_a_rerun_into_a_finished_run_is_refused_and_changes_nothing(capsys, data
     ]
     assert contents(workdir) == before  # not one byte changed, nothing added
 
+    status, _, err = train(capsys, data_dir, workdir, "--resume", "--overwrite")
+    assert status == 1
+    assert error_lines(err) == [
+        "error: --overwrite=True is invalid: --resume continues the run in --workdir and "
+        "--overwrite moves it aside: pass one of them."
+    ]
+    assert contents(workdir) == before
+
     status, out, err = train(capsys, data_dir, workdir, "--seed", "3", "--overwrite")
     assert status == 0, err
     (aside,) = glob.glob(f"{workdir}.replaced-*")

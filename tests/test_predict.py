@@ -241,6 +241,13 @@ def test_predict_refuses_a_bad_model_in_one_line(capsys, tmp_path, image_files, 
     assert out == "" and "Traceback" not in err
 
 
+def test_predict_without_images_is_one_line(capsys, tmp_path):
+    known_model("uint8").save(tmp_path / "inference.keras")
+    status, out, err = run_in_process(capsys, "--model", tmp_path)
+    assert (status, out) == (1, "")
+    assert err.splitlines() == ["error: no images given: name one or more image files."]
+
+
 def test_predict_command_in_a_fresh_process(workdir, image_files):
     result = run_module("tf_resnet9.predict", "--model", workdir[0], image_files / "a.png")
     assert result.returncode == 0, result.stderr

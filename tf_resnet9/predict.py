@@ -19,7 +19,7 @@ import sys
 import zipfile
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from tf_resnet9 import commands
 from tf_resnet9.models import MODELS
@@ -50,7 +50,7 @@ class ModelError(Exception):
 def main(argv: list[str]) -> int:
     paths = argv[1:]
     if not paths:
-        raise app.UsageError("No images given: expected one or more image files.")
+        return commands.report_error("no images given: name one or more image files.", FLAGS)
     commands.prepare_environment()
     with commands.NativeLogFilter():
         return _classify_files(paths)

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from tf_resnet9.config import TrainConfig
+from tf_resnet9.config.values import format_value
 from tf_resnet9.errors import CheckpointError
 from tf_resnet9.outputs.files import write_atomic
 from tf_resnet9.outputs.run_folder import checkpoint_folder
@@ -160,6 +161,18 @@ def resume_point(run_folders: Sequence[str | None]) -> list[Checkpoint] | None:
     return [load(path_of(folder, epoch)) for folder in run_folders]
 
 
+def _as_flags(names: Sequence[str], saved: Mapping, here: Mapping) -> str:
+    """The flags that give `names` their `saved` values (one left unset there: without it),
+    and what was given here: what to type, not a list to decode."""
+    value = {n: tuple(v) if isinstance(v, list) else v for n, v in saved.items()}  # JSON's
+    given = [f"--{n}={format_value(value[n])}" for n in names if value.get(n) is not None]
+    unset = [f"--{n}" for n in names if value.get(n) is None]
+    parts = [" ".join(given)] if given else []
+    parts += [f"without {' '.join(unset)}"] if unset else []
+    here_text = ", ".join(f"{n}={format_value(here[n])}" for n in names)
+    return f"{', '.join(parts)} (given here: {here_text})"
+
+
 def check_resumable(
     checkpoint: Checkpoint, config: TrainConfig, shapes: Mapping[str, tuple]
 ) -> None:
@@ -175,11 +188,10 @@ def check_resumable(
         if name not in _FREE_TO_CHANGE and saved.get(name) != value
     )
     if differ:
-        here = dataclasses.asdict(config)
-        listed = ", ".join(f"{n}={saved.get(n)!r} there, {here[n]!r} here" for n in differ)
         raise CheckpointError(
-            f"{checkpoint.path}: written by a run with other settings ({listed}); resume "
-            "with the same settings, or start afresh in another --workdir."
+            f"{checkpoint.path}: written by a run with other settings; resume with that "
+            f"run's: {_as_flags(differ, saved, dataclasses.asdict(config))}, or start afresh "
+            "in another --workdir."
         )
     if shapes.keys() != checkpoint.arrays.keys() or any(
         tuple(shape) != checkpoint.arrays[name].shape for name, shape in shapes.items()

@@ -300,9 +300,17 @@ def claimed(
     it made, where still empty; what finished epochs wrote stays.
 
     Raises:
-        ConfigError: a folder cannot be made, is busy, or holds another run.
+        ConfigError: a folder cannot be made, is busy, or holds another run; `resume` and
+            `overwrite` both asked.
         CheckpointError: `resume` finds no checkpoint.
     """
+    if resume and overwrite:  # the one continues the earlier run, the other moves it away
+        raise ConfigError(
+            "overwrite",
+            True,
+            "--resume continues the run in --workdir and --overwrite moves it aside: pass "
+            "one of them.",
+        )
     if folders.workdir is None or not folders.writes:
         yield folders
         return
