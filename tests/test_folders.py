@@ -23,6 +23,7 @@ from tf_resnet9.data import folders
 from tf_resnet9.data.folders import read_class_folder, split_order
 from tf_resnet9.data.splits import load_splits
 from tf_resnet9.errors import ConfigError, DatasetError
+from tf_resnet9.outputs.console import read_note
 
 # A folder of two sizes, four modes and four formats; the file order (class by class,
 # sorted, nested folders included) is what the reader lists before its fixed shuffle.
@@ -95,6 +96,10 @@ def test_a_mixed_folder_reads_by_the_rules(mixed):
     assert record["test_classes_missing"] == ["dog"]
     assert record["skipped_bad_files"]["count"] == 0
     json.dumps(record)  # results.json can hold it
+    assert read_note(record) == (  # the run's console line
+        "read: images 8x8 (the most common size of train/'s images); 3 resized (from 16x16: "
+        "2, 12x6: 1); 5 converted to RGB (from L: 2, P: 2, RGBA: 1)"
+    )
 
 
 def test_grey_is_copied_to_three_channels_and_alpha_is_dropped(tmp_path):
@@ -273,6 +278,7 @@ def test_skip_bad_leaves_them_out_and_counts_them(tmp_path):
     skipped = data.record["skipped_bad_files"]
     assert skipped["count"] == 7 and skipped["examples"] == sorted(bad)
     assert data.record["files"] == {"train": 2}
+    assert read_note(data.record).endswith("; 7 unreadable or odd files skipped")
 
 
 def test_a_class_left_empty_by_skipped_files_is_refused(tmp_path):

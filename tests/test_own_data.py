@@ -57,10 +57,11 @@ def test_a_class_folder_copy_of_cifar10_trains_as_its_pickled_files(capsys, cifa
 
 def test_a_folder_normalises_with_its_own_statistics_by_default(capsys, cifar_copies, tmp_path):
     folder, _ = cifar_copies
-    status, _, err = run_in_process(
+    status, out, err = run_in_process(
         capsys, "--data_dir", folder, "--dataset", "folder", "--workdir", tmp_path / "f", *TINY
     )
     assert status == 0, err
+    assert "\nread: images 32x32 (the most common size of train/'s images)\n" in out
     results = results_of(tmp_path / "f")
     statistics = results["data"]["normalization"]
     assert results["config"]["normalize"] == "data"

@@ -126,6 +126,25 @@ def announce(config: TrainConfig, settings: RunSettings, splits: Splits, seeds: 
         f"{'on' if settings.jit else 'off'}" + _devices_note(settings, seeds),
         file=out,
     )
+    if "image_size_from" in splits.read:  # a class folder's or a tfds set's: what was made
+        print(read_note(splits.read), file=out)
+
+
+def read_note(read: dict) -> str:
+    """A class folder's or a tfds set's reading in one line: the image size and where it
+    came from, what was resized, converted and skipped (results.json's "data" has all)."""
+    size = read["image_size"]
+    parts = [f"images {size}x{size} ({read['image_size_from']})"]
+    for key, what in (("resized", "resized"), ("converted_to_rgb", "converted to RGB")):
+        done = read.get(key, {})
+        if done.get("count"):
+            origin = sorted((done.get("from") or {}).items(), key=lambda kn: (-kn[1], kn[0]))
+            whence = ", ".join(f"{k}: {n}" for k, n in origin)  # the most first
+            parts.append(f"{done['count']} {what}" + (f" (from {whence})" if whence else ""))
+    skipped = read.get("skipped_bad_files", {}).get("count")
+    if skipped:
+        parts.append(f"{skipped} unreadable or odd files skipped")
+    return "read: " + "; ".join(parts)
 
 
 def _devices_note(settings: RunSettings, seeds: int) -> str:
