@@ -96,8 +96,9 @@ def test_an_unprepared_data_set_says_how_to_prepare_it(tmp_path):
 
 
 def test_an_unknown_data_set_is_named(tmp_path):
-    with pytest.raises(DatasetError, match="tfds:no_such_data_set_xyz in .*: Dataset no_such"):
+    with pytest.raises(DatasetError, match="tfds:no_such_data_set_xyz in .*: Dataset no_such") as e:
         read_tfds("no_such_data_set_xyz", tmp_path)
+    assert str(e.value).endswith(" tfds.list_builders() names those it knows.")  # no build
 
 
 def test_a_data_set_without_a_train_split_is_for_testing_only(monkeypatch):

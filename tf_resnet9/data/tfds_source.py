@@ -157,7 +157,11 @@ def _builder(source: TfdsSource):
         builder = tfds.builder(source.name, data_dir=source.data_dir)
     except Exception as e:  # noqa: BLE001 - tfds raises many types for an unknown name
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise DatasetError(f"{source}: {first_line} {_how_to_prepare(source)}") from None
+        if type(e).__name__ == "DatasetNotFoundError":  # a name tfds does not know: no build
+            advice = "tfds.list_builders() names those it knows."
+        else:
+            advice = _how_to_prepare(source)
+        raise DatasetError(f"{source}: {first_line} {advice}") from None
     if not builder.is_prepared():
         raise DatasetError(
             f"{source}: not prepared in {builder.data_dir}. {_how_to_prepare(source)}"
