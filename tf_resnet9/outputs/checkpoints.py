@@ -164,7 +164,7 @@ def resume_point(run_folders: Sequence[str | None]) -> list[Checkpoint] | None:
 def _as_flags(names: Sequence[str], saved: Mapping, here: Mapping) -> str:
     """The flags that give `names` their `saved` values (one left unset there: without it),
     and what was given here: what to type, not a list to decode."""
-    value = {n: tuple(v) if isinstance(v, list) else v for n, v in saved.items()}  # JSON's
+    value = {n: tuple(v) if isinstance(v, list) else v for n, v in saved.items()}  # JSON lists
     given = [f"--{n}={format_value(value[n])}" for n in names if value.get(n) is not None]
     unset = [f"--{n}" for n in names if value.get(n) is None]
     parts = [" ".join(given)] if given else []

@@ -199,7 +199,7 @@ def compiled(seconds: float, out) -> None:
 def summarise(results: RunResults, out) -> None:
     """The lines after a run: the test accuracy per class and overall, and the times."""
     print(per_class_table(results.class_names, list(results.per_class_accuracy.values())), file=out)
-    # airbench's records are timed by its own clock, which the DAWNBench one leaves out of
+    # airbench's records are on its own clock: the whitening and the last evaluation count
     airbench = results.config.recipe.startswith("airbench")
     clock = f" | airbench's clock {results.airbench_time_s:.1f} s" if airbench else ""
     print(
