@@ -78,6 +78,7 @@ def test_run_prints_progress_and_writes_finite_results(finished_run, data_dir):
     assert "compiling the training and evaluation steps" in result.stdout
     assert "epoch        lr  train loss" in result.stdout and "test accuracy" in result.stdout
     assert "airbench's clock" not in result.stdout  # an airbench recipe's alone
+    assert "; data: cifar10 from folder " in result.stdout  # the path, or the folder in it
     # No C++ log lines of TensorFlow or XLA (absl's "I0000 00:00:..." format) by default.
     assert not any(line[:1] in "IWE" and line[1:5].isdigit() for line in result.stderr.split("\n"))
     results = json.loads((workdir / "results.json").read_text())

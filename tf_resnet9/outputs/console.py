@@ -13,6 +13,7 @@ import keras
 
 from tf_resnet9.config import TrainConfig
 from tf_resnet9.config.settings import RunSettings
+from tf_resnet9.data import cifar
 from tf_resnet9.data.splits import Splits
 from tf_resnet9.outputs.results import RunResults
 from tf_resnet9.training.records import EpochEnd
@@ -118,8 +119,10 @@ def announce(config: TrainConfig, settings: RunSettings, splits: Splits, seeds: 
     if settings.stream:
         print(f"training set: streamed from the host each epoch ({settings.placement})", file=out)
     held_out = f", {len(splits.val[1])} validation" if splits.val else ""
+    # CIFAR's source is a path or an archive ("folder ..."): name the data set too
+    named = f"{config.dataset} from " if isinstance(splits.source, cifar.Source) else ""
     print(
-        f"{config.model} by the {config.recipe} recipe; data: {splits.source} "
+        f"{config.model} by the {config.recipe} recipe; data: {named}{splits.source} "
         f"({len(splits.train[1])} train{held_out}, {len(splits.test[1])} test images); "
         f"device: {settings.device.name}; backend: {settings.backend}; precision: "
         f"{settings.precision}; augmentation: {settings.augment}; XLA: "
