@@ -1,9 +1,14 @@
 """The per-backend functions: gradients, compilation, stateless randomness."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from keras import ops
 
+from tests.commands import ROOT
 from tf_resnet9 import backends
 from tf_resnet9.backends import xla_flags
 
@@ -93,3 +98,26 @@ def test_determinism_on_a_gpu_is_refused_without_xla_s_flag(monkeypatch):
     xla_flags.require_deterministic(on_gpu=False, backend="JAX")  # a CPU is deterministic
     monkeypatch.setenv("XLA_FLAGS", f"--xla_dump_to=/tmp/x {xla_flags.DETERMINISTIC}")
     xla_flags.require_deterministic(on_gpu=True, backend="JAX")
+
+
+@pytest.mark.tensorflow
+@pytest.mark.skipif(backends.NAME != "tensorflow", reason="TensorFlow's graphs alone")
+# "0": the package left the setting to TensorFlow, which then reads TF_NUM_INTEROP_THREADS.
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("3", "0")])
+def test_tensorflow_on_a_cpu_runs_one_op_at_a_time_unless_told(given, expected):
+    # Independent ops side by side made runs of one seed differ (tensorflow_backend's
+    # figures); that takes a run longer than a test, so the setting itself is checked.
+    program = (
+        "import tensorflow as tf; from tf_resnet9 import backends; backends.make_seed(0); "
+        "print(tf.config.threading.get_inter_op_parallelism_threads(), "
+        "bool(tf.config.list_physical_devices('GPU')))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTEROP_THREADS"}
+    env |= {"KERAS_BACKEND": "tensorflow"} | ({"TF_NUM_INTEROP_THREADS": given} if given else {})
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    threads, gpu = result.stdout.split()
+    if gpu == "True" and given is None:
+        pytest.skip("a GPU: TensorFlow's threads are its own there")
+    assert threads == expected, result.stderr
