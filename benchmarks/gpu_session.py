@@ -782,9 +782,10 @@ class Session:
         self.say(f"estimates: {self.record['estimate']}")
         if self.cache:
             self.say(f"JAX children share a compilation cache: {self.cache}")
+        width = max(len(step.name) for step in self.steps)
         for number, step in enumerate(self.steps, 1):
             output = os.path.basename(self._path(step.output))
-            self.say(f"  {number}. {step.name:<13} python -m {step.module} -> {output}")
+            self.say(f"  {number:>2}. {step.name:<{width}} python -m {step.module} -> {output}")
 
     def run(self, environment: Callable[[], dict] = lambda: {}) -> int:
         """Prints the plan, records `environment()`, runs every step; returns the exit
@@ -899,8 +900,11 @@ class Session:
         if len(files) > MAX_FILES:
             self.say(f"warning: {len(files)} files in {self.out}; the lease brings {MAX_FILES}")
         self.record["finished_utc"] = _now()
+        width = max((len(entry["name"]) for entry in self.record["steps"]), default=0)
         for entry in self.record["steps"]:
-            line = f"  {entry['name']:<13} {entry['status']:<8} {entry.get('seconds', 0):>6.0f} s"
+            line = (
+                f"  {entry['name']:<{width}} {entry['status']:<8} {entry.get('seconds', 0):>6.0f} s"
+            )
             detail = short(entry["headline"]) if entry.get("headline") else entry.get("reason", "")
             self.say(f"{line}  {detail}")
         self.write()

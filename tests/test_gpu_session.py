@@ -144,6 +144,13 @@ def test_a_tiny_budget_skips_every_step_and_says_so(data_dir, tmp_path):
     )
     smoke = session["steps"][0]
     assert smoke["reason"].startswith("would not fit") and "smoke: skipped" in result.stdout
+    # The closing table's columns line up, whatever the longest step name.
+    names = {step["name"] for step in session["steps"]}
+    table = [
+        line for line in result.stdout.splitlines() if line.split()[:1] in [[n] for n in names]
+    ]
+    assert len(table) == len(names)
+    assert len({line.index(" skipped ") for line in table}) == 1
     assert "versions" in session["environment"]
 
 
