@@ -71,6 +71,24 @@ def test_a_batch_larger_than_the_data_is_refused():
         resolve(TrainConfig(), 100, 10, CPU)
 
 
+def test_augmentation_larger_than_the_images_is_refused_naming_the_flag():
+    # Reflection padding needs less than the side; the cutout square is at most all of it.
+    assert resolve(TrainConfig(translate=31, cutout_size=32), 1000, 10, CPU).image_size == 32
+    with pytest.raises(ConfigError, match=r"translate=32 is invalid: expected 0\.\.31 for 32x32"):
+        resolve(TrainConfig(translate=32), 1000, 10, CPU)
+    with pytest.raises(ConfigError, match=r"cutout_size=33 is invalid: expected 1\.\.32 for 32x32"):
+        resolve(TrainConfig(cutout_size=33), 1000, 10, CPU)
+
+
+@pytest.mark.parametrize("setting", ["seed", "subset_seed"])
+def test_seeds_outside_32_bits_are_refused(setting):
+    for value in (0, 2**32 - 1):
+        assert getattr(TrainConfig(**{setting: value}), setting) == value
+    for value in (-1, 2**32):
+        with pytest.raises(ConfigError, match=f"{setting}={value} is invalid: expected an int"):
+            TrainConfig(**{setting: value})
+
+
 EIGHT_GPUS = Device("gpu", "NVIDIA H100 80GB HBM3", (9, 0), count=8)
 
 

@@ -224,6 +224,7 @@ def resolve(
             f"larger than the {train_images} training images (the last partial batch is "
             "dropped, so no step would run).",
         )
+    _check_augmentation(config, CIFAR_SIZE if data is None else data.image_size)
     together = resolve_together(config, seeds, device, backends.NAME)
     devices = resolve_devices(config, device, backends.NAME, seeds if together else 1)
     steps_per_epoch = train_images // config.batch_size
@@ -265,6 +266,19 @@ def _augment(config: TrainConfig, device: Device) -> str:
             "use 'device'.",
         )
     return augment
+
+
+def _check_augmentation(config: TrainConfig, size: int) -> None:
+    """Raises ConfigError where --translate or --cutout_size do not fit the images' side
+    (reflection padding needs less than the side; the cutout square at most all of it)."""
+    if config.translate is not None and config.translate >= size:
+        raise ConfigError(
+            "translate", config.translate, f"expected 0..{size - 1} for {size}x{size} images."
+        )
+    if config.cutout_size is not None and config.cutout_size > size:
+        raise ConfigError(
+            "cutout_size", config.cutout_size, f"expected 1..{size} for {size}x{size} images."
+        )
 
 
 def _normalization(normalize: str, data: Splits | None) -> tuple:

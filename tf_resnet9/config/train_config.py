@@ -54,6 +54,8 @@ def _is_amount(text: str) -> bool:
 _POSITIVE = Check(lambda v: v > 0, "a number > 0")
 _NONNEGATIVE = Check(lambda v: v >= 0, "a number >= 0")
 _FRACTION = Check(lambda v: 0 <= v < 1, "a number in [0, 1)")
+# Keras and NumPy take seeds of 32 bits.
+_SEED = Check(lambda v: 0 <= v < 2**32, f"an integer in 0..{2**32 - 1}")
 _OPEN_FRACTION = Check(lambda v: 0 < v < 1, "a number between 0 and 1")
 
 
@@ -398,7 +400,7 @@ class TrainConfig:
         "GPU, else 1 (XLA's CPU backend runs convolutions in loops far slower).",
         check=_at_least(1),
     )
-    seed: int = _setting(0, "Seeds initialisation, shuffling and augmentation.")
+    seed: int = _setting(0, "Seeds initialisation, shuffling and augmentation.", check=_SEED)
     seeds: int = _setting(
         1,
         "Train this many independent runs, seeds seed, seed + 1, ... (see seeds_together); "
@@ -428,7 +430,9 @@ class TrainConfig:
         check=_at_least(0),
     )
     subset_seed: int = _setting(
-        0, "Seeds the choice of the --train_limit, --test_limit and --val_split subsets."
+        0,
+        "Seeds the choice of the --train_limit, --test_limit and --val_split subsets.",
+        check=_SEED,
     )
     deterministic: bool = _setting(
         False,
