@@ -224,7 +224,8 @@ def resolve(
             f"larger than the {train_images} training images (the last partial batch is "
             "dropped, so no step would run).",
         )
-    _check_augmentation(config, CIFAR_SIZE if data is None else data.image_size)
+    image_size = CIFAR_SIZE if data is None else data.image_size
+    _check_augmentation(config, image_size)
     together = resolve_together(config, seeds, device, backends.NAME)
     devices = resolve_devices(config, device, backends.NAME, seeds if together else 1)
     steps_per_epoch = train_images // config.batch_size
@@ -247,7 +248,7 @@ def resolve(
         ),
         devices=devices,
         seeds_together=together,
-        image_size=CIFAR_SIZE if data is None else data.image_size,
+        image_size=image_size,
         normalize=normalize,
         normalization=_normalization(normalize, data),
         stream=where is not None and where.stream,
